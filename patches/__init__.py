@@ -1,0 +1,1 @@
+"""Runtime patches for third-party libraries. See README.md in this folder."""
