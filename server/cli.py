@@ -111,8 +111,44 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_render)
 
 
+# --------------------------------------------------------------------------- serve
+def _serve(args: argparse.Namespace) -> None:
+    from .serve import ServeError, ServeOptions, serve
+
+    opts = ServeOptions(
+        model=args.model, device=args.device, dtype=args.dtype, host=args.host, port=args.port,
+        max_batch=args.max_batch, data_dir=Path(args.data_dir), token=args.token, insecure=args.insecure,
+        allow_origins=tuple(args.allow_origin or ()), log_level="debug" if args.verbose else "info",
+    )
+    try:
+        serve(opts)
+    except ServeError as e:
+        raise CliError(str(e)) from None
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the server: the pad at /, protocol v1 at /ws, REST at /api",
+        description="Run the SDXL Breeder server. Open http://HOST:PORT/ in a browser for the pad; "
+        "scripts speak protocol v1 on ws://HOST:PORT/ws (docs/protocol.md).",
+    )
+    _add_model_args(p, default="auto")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others need --token or --insecure)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--max-batch", type=int, default=8, help="most frames rendered in one batch (default 8)")
+    p.add_argument("--data-dir", default="data", help="where genomes, thumbnails and walks are kept (default ./data)")
+    p.add_argument("--token", help="require this token from clients (?token= or Authorization: Bearer)")
+    p.add_argument("--insecure", action="store_true", help="allow a non-loopback --host without a token")
+    p.add_argument(
+        "--allow-origin", action="append", metavar="ORIGIN",
+        help="also accept browser pages from this origin (e.g. http://localhost:5173); repeatable",
+    )
+    p.set_defaults(func=_serve)
+
+
 # --------------------------------------------------------------------------- main
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_render]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_render, _add_serve]
 
 
 def build_parser() -> argparse.ArgumentParser:

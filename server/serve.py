@@ -1,0 +1,89 @@
+"""`sdxl-breeder serve`: load the model, assemble store, render loop and app, run uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("sdxl_breeder")
+
+BANNER = "!" * 78
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    model: str = "auto"
+    device: str = "auto"
+    dtype: str = "auto"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_batch: int = 8
+    data_dir: Path = Path("data")
+    token: str | None = None
+    insecure: bool = False
+    allow_origins: tuple[str, ...] = ()
+    log_level: str = "info"
+
+
+class ServeError(RuntimeError):
+    pass
+
+
+def check_security(opts: ServeOptions) -> None:
+    from .app import is_loopback
+
+    if not is_loopback(opts.host) and opts.token is None and not opts.insecure:
+        raise ServeError(
+            f"--host {opts.host} exposes the server beyond this machine: give --token SECRET "
+            "(clients then pass ?token=SECRET), or --insecure to run open on purpose"
+        )
+
+
+def serve(opts: ServeOptions) -> None:
+    import uvicorn
+
+    from .app import Security, create_app
+    from .engine import RenderLoop
+    from .models import load_model
+    from .protocol import Limits
+    from .renderer import Renderer
+    from .service import Breeder
+    from .store import Store
+
+    check_security(opts)
+    if not 1 <= opts.max_batch <= 64:
+        raise ServeError("--max-batch must be within [1, 64]")
+    log.info("loading model %s …", opts.model)
+    model = load_model(opts.model, opts.device, opts.dtype)
+    if model.warning:
+        for line in (BANNER, f"WARNING: {model.warning}", BANNER):
+            log.warning("%s", line)
+    renderer = Renderer(model)
+    loop = RenderLoop(renderer, max_batch=opts.max_batch)
+    store = Store(opts.data_dir)
+    limits = Limits(max_batch=opts.max_batch)
+    breeder = Breeder(renderer, loop, store, limits, model.warning)
+    loop.start()
+
+    async def shutdown() -> None:
+        loop.stop()
+        store.close()
+
+    app = create_app(breeder, Security(opts.token, opts.allow_origins), on_shutdown=shutdown)
+    shown = "localhost" if opts.host in ("127.0.0.1", "::1") else opts.host
+    log.info(
+        "SDXL Breeder on http://%s:%d/ (model %s on %s, %s; data in %s)",
+        shown, opts.port, model.name, model.device, str(model.dtype).replace("torch.", ""), opts.data_dir,
+    )
+    uvicorn.run(
+        app,
+        host=opts.host,
+        port=opts.port,
+        log_level=opts.log_level,
+        ws_max_size=limits.max_message_bytes,
+        ws_ping_interval=20,
+        lifespan="on",
+    )
+    sys.stdout.flush()

@@ -1,0 +1,142 @@
+"""What the server does, independent of HTTP: corners → scenes, breeding, keeping, thumbnails.
+
+Shared by the websocket endpoint and the REST routes. Anything that touches the model runs on the
+render thread through `RenderLoop.run`; store access runs in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from .engine import FrameJob, RenderLoop, Settings, encode_image
+from .genome import Genome, GenomeError, breed, textual_inversion_bytes
+from .protocol import Corner, ErrorCode, Limits, ProtocolError
+from .renderer import Renderer
+from .scene import Scene, SceneError
+from .store import NotFound, Store
+
+log = logging.getLogger("sdxl_breeder.service")
+
+THUMBNAIL_SIZE = 256
+
+
+@dataclass(frozen=True)
+class ResolvedScene:
+    scene: Scene
+    corners: list[dict[str, Any]]  # [{"genome": id, "prompt": ...}] as replied to clients
+    template: str | None
+
+
+def public(genome: Genome) -> dict[str, Any]:
+    meta = genome.metadata()
+    meta.pop("pool", None)
+    meta.pop("widths", None)
+    return meta
+
+
+class Breeder:
+    def __init__(self, renderer: Renderer, loop: RenderLoop, store: Store, limits: Limits, warning: str | None = None) -> None:
+        self.renderer = renderer
+        self.loop = loop
+        self.store = store
+        self.limits = limits
+        self.warning = warning
+        self._by_prompt: dict[str, str] = {}  # prompt → stored genome id, so a prompt is stored once
+
+    @property
+    def model_name(self) -> str:
+        return self.renderer.name
+
+    # ------------------------------------------------------------------ genomes
+    async def genome_for_prompt(self, prompt: str) -> Genome:
+        known = self._by_prompt.get(prompt)
+        if known is not None:
+            try:
+                return await asyncio.to_thread(self.store.get_genome, known)
+            except NotFound:
+                del self._by_prompt[prompt]
+        try:
+            genome = await self.loop.run(lambda: self.renderer.genome_from_prompt(prompt))
+        except GenomeError as e:
+            raise ProtocolError(ErrorCode.BAD_PROMPT, str(e)) from None
+        await asyncio.to_thread(self.store.put_genome, genome)
+        self._by_prompt[prompt] = genome.id
+        return genome
+
+    async def get_genome(self, genome_id: str) -> Genome:
+        try:
+            genome = await asyncio.to_thread(self.store.get_genome, genome_id)
+        except NotFound:
+            raise ProtocolError(ErrorCode.UNKNOWN_GENOME, f"no genome {genome_id}") from None
+        try:
+            self.renderer.check_genome(genome)
+        except GenomeError as e:
+            raise ProtocolError(ErrorCode.UNKNOWN_GENOME, str(e)) from None
+        return genome
+
+    async def resolve_corner(self, corner: Corner) -> Genome:
+        if corner.genome is not None:
+            return await self.get_genome(corner.genome)
+        assert corner.prompt is not None
+        return await self.genome_for_prompt(corner.prompt)
+
+    async def scene(self, corners: Sequence[Corner], template: str | None) -> ResolvedScene:
+        genomes = [await self.resolve_corner(c) for c in corners]
+
+        def build() -> Scene:
+            tpl = self.renderer.template(template) if template is not None else None
+            return Scene(tuple(genomes), tpl)  # type: ignore[arg-type]
+
+        try:
+            scene = await self.loop.run(build)
+        except (SceneError, GenomeError) as e:
+            code = ErrorCode.BAD_TEMPLATE if template is not None else ErrorCode.BAD_PROMPT
+            raise ProtocolError(code, str(e)) from None
+        replies = [{"genome": g.id, "prompt": g.prompt} for g in genomes]
+        return ResolvedScene(scene, replies, template)
+
+    async def breed(self, parents: tuple[str, str], seed: int | None, mutation: float) -> dict[str, Any]:
+        a, b = [await self.get_genome(p) for p in parents]
+        try:
+            child = breed(a, b, seed=seed, mutation=mutation, table_std=self.renderer.table_std)
+        except GenomeError as e:
+            raise ProtocolError(ErrorCode.BAD_VALUE, str(e)) from None
+        return await asyncio.to_thread(self.store.put_genome, child)
+
+    async def keep(self, scene: Scene, x: float, y: float, blend: str, label: str | None) -> dict[str, Any]:
+        genome = scene.genome_at(x, y, blend, prompt=label)
+        return await asyncio.to_thread(self.store.put_genome, genome)
+
+    async def textual_inversion(self, genome_id: str) -> bytes:
+        genome = await self.get_genome(genome_id)
+        if genome.length == 0:
+            raise ProtocolError(ErrorCode.BAD_VALUE, f"genome {genome_id} has no tokens to export")
+        return textual_inversion_bytes(genome.noken(), token=f"<{genome_id}>")
+
+    # ------------------------------------------------------------------ frames
+    async def render(self, resolved: Scene, x: float, y: float, settings: Settings) -> np.ndarray:
+        job = FrameJob(resolved, x, y, seq=0, settings=settings)
+        try:
+            return await self.loop.render_once(job)
+        except RuntimeError as e:
+            raise ProtocolError(ErrorCode.RENDER_FAILED, str(e)) from None
+
+    async def thumbnail(self, genome_id: str) -> bytes:
+        """The genome's own frame (seed 0), rendered once through the loop and then stored."""
+        genome = await self.get_genome(genome_id)
+        cached = await asyncio.to_thread(self.store.thumbnail, genome_id)
+        if cached:
+            return cached
+        scene = Scene((genome, genome, genome, genome))
+        frame = await self.render(scene, 0.0, 0.0, Settings(width=THUMBNAIL_SIZE, height=THUMBNAIL_SIZE))
+        jpeg = await asyncio.to_thread(encode_image, frame, "jpeg", 85)
+        try:
+            await asyncio.to_thread(self.store.set_thumbnail, genome_id, jpeg)
+        except NotFound:
+            pass  # deleted meanwhile: still answer this request
+        return jpeg

@@ -1,0 +1,295 @@
+"""The persistent gallery in `--data-dir`: genomes, their lineage and thumbnails, and walks.
+
+SQLite (`breeder.sqlite3`) holds metadata, lineage, thumbnails (small JPEG BLOBs) and walks; each
+genome's tensors live in `genomes/<id>.safetensors`. A genome's file is written (atomically) and
+synced before its row is committed, so a row never points at a half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .genome import ID_LENGTH, Genome, GenomeError, is_valid_id, new_id
+from .walks import Walk, WalkError
+
+log = logging.getLogger("sdxl_breeder.store")
+
+SCHEMA_VERSION = 1
+MAX_LIST = 1000  # listings are paged; one page never loads the whole gallery
+MAX_NAME_CHARS = 200
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS genomes (
+    id TEXT PRIMARY KEY, prompt TEXT, parents TEXT NOT NULL, seed INTEGER,
+    mutation REAL NOT NULL, created REAL NOT NULL, length INTEGER NOT NULL,
+    widths TEXT NOT NULL, thumbnail BLOB);
+CREATE INDEX IF NOT EXISTS genomes_created ON genomes (created DESC, id);
+-- one row per (child, parent): indexed child lookup; rows outlive a deleted parent (history)
+CREATE TABLE IF NOT EXISTS lineage (child TEXT NOT NULL, parent TEXT NOT NULL,
+    PRIMARY KEY (child, parent));
+CREATE INDEX IF NOT EXISTS lineage_parent ON lineage (parent);
+CREATE TABLE IF NOT EXISTS walks (
+    id TEXT PRIMARY KEY, name TEXT, source TEXT NOT NULL, created REAL NOT NULL,
+    points INTEGER NOT NULL, seconds REAL NOT NULL, walk TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS walks_created ON walks (created DESC, id);
+"""
+_GENOME_COLS = "id, prompt, parents, seed, mutation, created, length, widths, thumbnail IS NOT NULL"
+_WALK_COLS = "id, name, source, created, points, seconds"
+# rows whose file was missing at startup (or vanished later) are hidden, not deleted: the file
+# may come back from a backup, and delete_genome still clears them
+_VISIBLE = "id NOT IN (SELECT id FROM temp.missing)"
+
+
+class NotFound(KeyError):
+    """No such genome or walk (or an id that cannot name one); str() is the plain message."""
+
+    def __str__(self) -> str:
+        # KeyError.__str__ would repr() the message, quotes and all
+        return str(self.args[0]) if self.args else "not found"
+
+
+def _page(limit: int, offset: int) -> tuple[int, int]:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ValueError(f"limit must be a non-negative integer, got {limit!r}")
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ValueError(f"offset must be a non-negative integer, got {offset!r}")
+    return min(limit, MAX_LIST), offset
+
+
+def _fsync(path: Path) -> None:
+    """Flush a renamed file and its folder entry to disk (Genome.save only renames)."""
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+    if os.name == "posix":  # folders cannot be opened for fsync on Windows
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _genome_row(row: tuple[Any, ...]) -> dict[str, Any]:
+    gid, prompt, parents, seed, mutation, created, length, widths, has_thumb = row
+    return {"id": gid, "prompt": prompt, "parents": json.loads(parents), "seed": seed,
+            "mutation": mutation, "created": created, "length": length,
+            "widths": json.loads(widths), "has_thumbnail": bool(has_thumb)}
+
+
+def _walk_row(row: tuple[Any, ...]) -> dict[str, Any]:
+    return dict(zip(("id", "name", "source", "created", "points", "seconds"), row))
+
+
+class Store:
+    """Thread-safe gallery: one SQLite connection shared by the event loop and worker threads."""
+
+    def __init__(self, data_dir: str | Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.genome_dir = self.data_dir / "genomes"
+        self.genome_dir.mkdir(parents=True, exist_ok=True)
+        for tmp in self.genome_dir.glob(".tmp-*"):  # leftovers of saves interrupted by a crash
+            log.info("removing unfinished genome file %s", tmp.name)
+            tmp.unlink(missing_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(self.data_dir / "breeder.sqlite3", check_same_thread=False)
+        try:
+            self._init_schema()
+            self._find_missing()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _init_schema(self) -> None:
+        conn = self._conn
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(f"{self.data_dir} was written by a newer version "
+                               f"(schema {version}; this build reads {SCHEMA_VERSION})")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: consistent after a crash
+        conn.executescript(_SCHEMA)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS missing (id TEXT PRIMARY KEY)")
+
+    def _find_missing(self) -> None:
+        ids = [r[0] for r in self._conn.execute("SELECT id FROM genomes")]
+        missing = [g for g in ids if not is_valid_id(g) or not self._path(g).is_file()]
+        for gid in missing:
+            log.warning("genome %s has no file in %s; hiding it from the gallery",
+                        gid, self.genome_dir)
+        with self._conn:
+            self._conn.executemany("INSERT OR IGNORE INTO temp.missing VALUES (?)",
+                                   [(g,) for g in missing])
+
+    def _path(self, genome_id: str) -> Path:
+        # only validated ids ever become paths: no traversal, no odd names
+        if not is_valid_id(genome_id):
+            raise NotFound(f"no genome {genome_id!r}")
+        return self.genome_dir / f"{genome_id}.safetensors"
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    # ------------------------------------------------------------------ genomes
+    def put_genome(self, genome: Genome, thumbnail: bytes | None = None) -> dict[str, Any]:
+        """Save the file, then the row (re-putting an id updates it); returns genome_info."""
+        if not is_valid_id(genome.id):
+            raise GenomeError(f"genome id must be {ID_LENGTH} lowercase hex characters, got {genome.id!r}")
+        path = self._path(genome.id)
+        genome.save(path)
+        _fsync(path)  # durable before the row that points at it is committed
+        parents = [str(p) for p in genome.parents]
+        row = (genome.id, genome.prompt, json.dumps(parents), genome.seed, float(genome.mutation),
+               float(genome.created), int(genome.length), json.dumps(list(genome.widths)),
+               None if thumbnail is None else bytes(thumbnail))
+        with self._lock, self._conn:
+            self._conn.execute(
+                "INSERT INTO genomes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE"
+                " SET prompt=excluded.prompt, parents=excluded.parents, seed=excluded.seed,"
+                " mutation=excluded.mutation, created=excluded.created, length=excluded.length,"
+                " widths=excluded.widths, thumbnail=COALESCE(excluded.thumbnail, thumbnail)", row)
+            self._conn.execute("DELETE FROM lineage WHERE child = ?", (genome.id,))
+            self._conn.executemany("INSERT OR IGNORE INTO lineage VALUES (?, ?)",
+                                   [(genome.id, p) for p in parents])
+            self._conn.execute("DELETE FROM temp.missing WHERE id = ?", (genome.id,))
+        return self.genome_info(genome.id)
+
+    def get_genome(self, genome_id: str) -> Genome:
+        """Load a genome's tensors; NotFound for an invalid, unknown or file-less id."""
+        path = self._path(genome_id)
+        if not self.has_genome(genome_id):
+            raise NotFound(f"no genome {genome_id}")
+        try:
+            genome = Genome.load(path)
+        except FileNotFoundError:
+            log.warning("genome %s lost its file; hiding it from the gallery", genome_id)
+            with self._lock, self._conn:
+                self._conn.execute("INSERT OR IGNORE INTO temp.missing VALUES (?)", (genome_id,))
+            raise NotFound(f"no genome {genome_id} (its file is missing)") from None
+        except GenomeError:
+            raise
+        except Exception as e:  # corrupt header or metadata: one line for the user, not a trace
+            raise GenomeError(f"genome {genome_id}: unreadable file ({e})") from None
+        if genome.id != genome_id:
+            raise GenomeError(f"genome file {path.name} holds genome {genome.id}")
+        return genome
+
+    def has_genome(self, genome_id: str) -> bool:
+        if not is_valid_id(genome_id):
+            return False
+        return bool(self._query(f"SELECT 1 FROM genomes WHERE id = ? AND {_VISIBLE}", (genome_id,)))
+
+    def genome_info(self, genome_id: str) -> dict[str, Any]:
+        """Metadata plus `children`: the ids of genomes that list this one as a parent."""
+        self._path(genome_id)
+        rows = self._query(f"SELECT {_GENOME_COLS} FROM genomes WHERE id = ? AND {_VISIBLE}",
+                           (genome_id,))
+        if not rows:
+            raise NotFound(f"no genome {genome_id}")
+        info = _genome_row(rows[0])
+        info["children"] = [r[0] for r in self._query(
+            "SELECT g.id FROM lineage l JOIN genomes g ON g.id = l.child WHERE l.parent = ?"
+            " AND g.id NOT IN (SELECT id FROM temp.missing) ORDER BY g.created, g.id", (genome_id,))]
+        return info
+
+    def list_genomes(self, limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
+        """Newest first (created, then id); at most MAX_LIST per page."""
+        limit, offset = _page(limit, offset)
+        rows = self._query(f"SELECT {_GENOME_COLS} FROM genomes WHERE {_VISIBLE}"
+                           " ORDER BY created DESC, id LIMIT ? OFFSET ?", (limit, offset))
+        return [_genome_row(r) for r in rows]
+
+    def delete_genome(self, genome_id: str) -> None:
+        """Remove the row, then the file; children keep this id among their parents."""
+        path = self._path(genome_id)
+        with self._lock, self._conn:
+            # a hidden (file-less) row can still be deleted: that is how it gets cleaned up
+            if not self._conn.execute("DELETE FROM genomes WHERE id = ?", (genome_id,)).rowcount:
+                raise NotFound(f"no genome {genome_id}")
+            self._conn.execute("DELETE FROM lineage WHERE child = ?", (genome_id,))
+            self._conn.execute("DELETE FROM temp.missing WHERE id = ?", (genome_id,))
+        path.unlink(missing_ok=True)
+
+    def thumbnail(self, genome_id: str) -> bytes | None:
+        """The JPEG bytes, or None if none was set yet; NotFound if the genome is absent."""
+        self._path(genome_id)
+        rows = self._query(f"SELECT thumbnail FROM genomes WHERE id = ? AND {_VISIBLE}",
+                           (genome_id,))
+        if not rows:
+            raise NotFound(f"no genome {genome_id}")
+        return None if rows[0][0] is None else bytes(rows[0][0])
+
+    def set_thumbnail(self, genome_id: str, jpeg: bytes) -> None:
+        self._path(genome_id)
+        if not isinstance(jpeg, (bytes, bytearray, memoryview)):
+            raise TypeError(f"thumbnail must be bytes, got {type(jpeg).__name__}")
+        with self._lock, self._conn:
+            cur = self._conn.execute(f"UPDATE genomes SET thumbnail = ? WHERE id = ? AND {_VISIBLE}",
+                                     (bytes(jpeg), genome_id))
+            if not cur.rowcount:
+                raise NotFound(f"no genome {genome_id}")
+
+    # ------------------------------------------------------------------ walks
+    def put_walk(self, walk: Walk, *, name: str | None = None, source: str = "api") -> dict[str, Any]:
+        """Validate and store a walk under a new id; returns walk_info."""
+        if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME_CHARS):
+            raise WalkError(f"walk name must be text of at most {MAX_NAME_CHARS} characters")
+        walk = walk.validate()  # only walks that load back are stored
+        text = json.dumps(walk.to_json(), allow_nan=False, separators=(",", ":"))
+        info = {"id": new_id(), "name": name, "source": str(source), "created": time.time(),
+                "points": len(walk.points), "seconds": walk.duration}
+        with self._lock, self._conn:
+            self._conn.execute("INSERT INTO walks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                               (*info.values(), text))
+        return info
+
+    def get_walk(self, walk_id: str) -> Walk:
+        rows = self._walk_query("walk", walk_id)
+        return Walk.from_json(rows[0][0])
+
+    def walk_info(self, walk_id: str) -> dict[str, Any]:
+        return _walk_row(self._walk_query(_WALK_COLS, walk_id)[0])
+
+    def list_walks(self, limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
+        """Newest first (created, then id); at most MAX_LIST per page."""
+        limit, offset = _page(limit, offset)
+        rows = self._query(f"SELECT {_WALK_COLS} FROM walks ORDER BY created DESC, id"
+                           " LIMIT ? OFFSET ?", (limit, offset))
+        return [_walk_row(r) for r in rows]
+
+    def delete_walk(self, walk_id: str) -> None:
+        if not is_valid_id(walk_id):
+            raise NotFound(f"no walk {walk_id!r}")
+        with self._lock, self._conn:
+            if not self._conn.execute("DELETE FROM walks WHERE id = ?", (walk_id,)).rowcount:
+                raise NotFound(f"no walk {walk_id}")
+
+    def _walk_query(self, cols: str, walk_id: str) -> list[tuple[Any, ...]]:
+        if not is_valid_id(walk_id):
+            raise NotFound(f"no walk {walk_id!r}")
+        rows = self._query(f"SELECT {cols} FROM walks WHERE id = ?", (walk_id,))
+        if not rows:
+            raise NotFound(f"no walk {walk_id}")
+        return rows
+
+    # ------------------------------------------------------------------ misc
+    def counts(self) -> dict[str, int]:
+        (genomes,), = self._query(f"SELECT COUNT(*) FROM genomes WHERE {_VISIBLE}")
+        (walks,), = self._query("SELECT COUNT(*) FROM walks")
+        return {"genomes": genomes, "walks": walks}
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

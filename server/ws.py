@@ -1,0 +1,195 @@
+"""The websocket endpoint: one pad session per socket (protocol v1, docs/protocol.md).
+
+A receiver and a sender run side by side; when one ends the other is cancelled, and `finally`
+always closes the render-loop session. The receiver only writes state; the sender only reads the
+one-frame outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from . import protocol as p
+from .engine import FrameJob, Outbox, Session, Settings, frame_message, with_settings
+from .scene import Scene
+from .service import Breeder
+from .walks import WALK_FORMAT, WALK_VERSION, Walk
+
+log = logging.getLogger("sdxl_breeder.ws")
+
+
+@dataclass
+class PadState:
+    settings: Settings = field(default_factory=Settings)
+    scene: Scene | None = None
+    corners: list[dict[str, Any]] = field(default_factory=list)
+    template: str | None = None
+    x: float = 0.5
+    y: float = 0.5
+    seq: int = 0
+    recording: list[list[float]] | None = None
+    record_start: float = 0.0
+
+
+class PadSocket:
+    def __init__(self, ws: WebSocket, breeder: Breeder) -> None:
+        self.ws = ws
+        self.breeder = breeder
+        self.state = PadState()
+        self.outbox = Outbox()
+        self._send_lock = asyncio.Lock()
+        loop = asyncio.get_running_loop()
+        jpeg = breeder.loop.jpeg_pool
+
+        def deliver(job: FrameJob, frame: np.ndarray | None, batch: int, ms: float, error: str | None) -> None:
+            # Called on the render thread: encode on the JPEG pool, then hand to the event loop.
+            if error is not None:
+                msg = p.error_message(p.ErrorCode.RENDER_FAILED, error)
+                loop.call_soon_threadsafe(self.outbox.put, (job, json.dumps(msg)))
+                return
+
+            def encode() -> None:
+                data = frame_message(job, frame, batch, ms)  # type: ignore[arg-type]
+                loop.call_soon_threadsafe(self.outbox.put, (job, data))
+
+            try:
+                jpeg.submit(encode)
+            except RuntimeError:
+                pass  # shutting down
+
+        self.session = Session(deliver)
+
+    # ------------------------------------------------------------------ sending
+    async def send_json(self, msg: dict[str, Any]) -> None:
+        async with self._send_lock:
+            await self.ws.send_text(json.dumps(msg))
+
+    async def sender(self) -> None:
+        e2e = self.breeder.loop.metrics.e2e
+        while True:
+            job, data = await self.outbox.get()
+            async with self._send_lock:
+                if isinstance(data, bytes):
+                    await self.ws.send_bytes(data)
+                    e2e.observe(time.perf_counter() - job.received)
+                else:
+                    await self.ws.send_text(data)
+
+    # ------------------------------------------------------------------ receiving
+    async def receiver(self) -> None:
+        limits = self.breeder.limits
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("text")
+            if data is None:
+                data = message.get("bytes") or b""
+            try:
+                msg = p.parse_client_message(data, limits)
+                await self.handle(msg)
+            except p.ProtocolError as e:
+                await self.send_json(e.to_json())
+            except Exception as e:  # noqa: BLE001 — never a traceback to a client
+                log.exception("error handling a message")
+                await self.send_json(p.error_message(p.ErrorCode.INTERNAL, f"internal error ({type(e).__name__})"))
+
+    def _want_frame(self) -> None:
+        s = self.state
+        if s.scene is not None:
+            self.breeder.loop.submit(self.session, FrameJob(s.scene, s.x, s.y, s.seq, s.settings))
+
+    async def handle(self, msg: p.ClientMessage) -> None:
+        s = self.state
+        if isinstance(msg, p.MoveMsg):
+            if s.scene is None:
+                raise p.ProtocolError(p.ErrorCode.NO_CORNERS, "send a corners message before moving")
+            s.x, s.y, s.seq = msg.x, msg.y, msg.seq
+            if s.recording is not None:
+                if len(s.recording) >= self.breeder.limits.max_record_points:
+                    raise p.ProtocolError(p.ErrorCode.TOO_LARGE, "recording is full; stop it to save the walk")
+                s.recording.append([round(time.perf_counter() - s.record_start, 4), msg.x, msg.y])
+            self._want_frame()
+        elif isinstance(msg, p.SettingsMsg):
+            corner_seeds = None if msg.clear_corner_seeds else (msg.corner_seeds or s.settings.corner_seeds)
+            s.settings = with_settings(
+                s.settings, width=msg.width, height=msg.height, seed=msg.seed, blend=msg.blend, quality=msg.quality
+            )
+            s.settings = replace(s.settings, corner_seeds=corner_seeds)
+            await self.send_json(p.settings_reply(s.settings.to_json()))
+            self._want_frame()
+        elif isinstance(msg, p.CornersMsg):
+            resolved = await self.breeder.scene(msg.corners, msg.template)
+            s.scene, s.corners, s.template = resolved.scene, resolved.corners, resolved.template
+            await self.send_json(p.corners_reply(resolved.corners, resolved.template))
+            self._want_frame()
+        elif isinstance(msg, p.BreedMsg):
+            info = await self.breeder.breed(msg.parents, msg.seed, msg.mutation)
+            await self.send_json(p.genome_message(info))
+        elif isinstance(msg, p.KeepMsg):
+            if s.scene is None:
+                raise p.ProtocolError(p.ErrorCode.NO_CORNERS, "send a corners message before keeping a frame")
+            info = await self.breeder.keep(s.scene, s.x, s.y, s.settings.blend, msg.prompt)
+            await self.send_json(p.genome_message(info))
+        elif isinstance(msg, p.RecordMsg):
+            await self.record(msg.action)
+
+    async def record(self, action: str) -> None:
+        s = self.state
+        if action == "start":
+            s.recording = []
+            s.record_start = time.perf_counter()
+            if s.scene is not None:
+                s.recording.append([0.0, s.x, s.y])
+            return
+        if s.recording is None:
+            raise p.ProtocolError(p.ErrorCode.NOT_RECORDING, "record stop without record start")
+        points, s.recording = s.recording, None
+        if not points:
+            raise p.ProtocolError(p.ErrorCode.BAD_VALUE, "the recording has no moves; move the cursor while recording")
+        corners = [
+            {"genome": c["genome"]} if c.get("prompt") is None else {"prompt": c["prompt"]} for c in s.corners
+        ]
+        st = s.settings
+        walk = Walk.from_json(
+            {
+                "format": WALK_FORMAT,
+                "version": WALK_VERSION,
+                "corners": corners,
+                "template": s.template,
+                "blend": st.blend,
+                "seed": st.seed,
+                "corner_seeds": list(st.corner_seeds) if st.corner_seeds else None,
+                "width": st.width,
+                "height": st.height,
+                "points": points,
+            }
+        )
+        info = await asyncio.to_thread(self.breeder.store.put_walk, walk, source="recording")
+        await self.send_json(p.walk_message(info["id"], info["points"], info["seconds"]))
+
+    # ------------------------------------------------------------------ lifetime
+    async def run(self) -> None:
+        self.breeder.loop.open(self.session)
+        try:
+            await self.send_json(p.hello(self.breeder.model_name, self.breeder.limits, self.breeder.warning))
+            tasks = [asyncio.create_task(self.receiver()), asyncio.create_task(self.sender())]
+            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for t in pending:
+                t.cancel()
+            for t in done:
+                exc = t.exception()
+                if exc is not None and not isinstance(exc, (WebSocketDisconnect, RuntimeError)):
+                    log.warning("websocket session ended: %r", exc)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self.breeder.loop.close(self.session)
