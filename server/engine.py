@@ -77,14 +77,17 @@ def encode_image(frame: np.ndarray, fmt: str = "jpeg", quality: int = 80) -> byt
 class Outbox:
     """One slot, newest wins; the socket's sender task waits on it."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_replace: Callable[[], None] | None = None) -> None:
         self._item: Any = None
         self._event = asyncio.Event()
+        self._on_replace = on_replace
         self.replaced = 0
 
     def put(self, item: Any) -> None:
         if self._item is not None:
             self.replaced += 1
+            if self._on_replace is not None:
+                self._on_replace()
         self._item = item
         self._event.set()
 
@@ -114,6 +117,7 @@ class Metrics:
         r = self.registry
         self.frames = Counter("breeder_frames", "Frames rendered", registry=r)
         self.skipped = Counter("breeder_skipped_states", "Pad states replaced before they were rendered", registry=r)
+        self.dropped = Counter("breeder_dropped_frames", "Frames replaced by a newer one before the socket took them", registry=r)
         self.failures = Counter("breeder_render_failures", "Batches whose render raised", registry=r)
         self.batch = Histogram("breeder_batch_size", "Frames per render batch", buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32), registry=r)
         self.render = Histogram(

@@ -44,7 +44,7 @@ class PadSocket:
         self.ws = ws
         self.breeder = breeder
         self.state = PadState()
-        self.outbox = Outbox()
+        self.outbox = Outbox(on_replace=breeder.loop.metrics.dropped.inc)
         self._send_lock = asyncio.Lock()
         loop = asyncio.get_running_loop()
         jpeg = breeder.loop.jpeg_pool

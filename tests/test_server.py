@@ -1,0 +1,387 @@
+"""The realtime server, end to end: a real uvicorn subprocess on loopback, real websocket clients,
+the real tiny pipeline, real SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import socket
+
+import httpx
+import numpy as np
+import pytest
+import websockets
+from PIL import Image
+from safetensors.torch import load as load_safetensors
+
+from server.protocol import decode_frame
+from server.scene import Scene
+from tests.conftest import PROMPTS
+from tests.live import LiveServer
+
+SIZE = 128
+CORNERS = [{"prompt": p} for p in PROMPTS]
+TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    live = LiveServer(tmp_path_factory.mktemp("srv") / "data", "--max-batch", "8")
+    with live:
+        yield live
+
+
+class Client:
+    """A thin test client: JSON replies and binary frames, each awaited with a timeout."""
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+
+    @classmethod
+    async def connect(cls, url: str, **kw) -> Client:
+        ws = await websockets.connect(url, open_timeout=TIMEOUT, **kw)
+        c = cls(ws)
+        hello = await c.json()
+        assert hello["type"] == "hello"
+        c.hello = hello
+        return c
+
+    async def send(self, msg) -> None:
+        await self.ws.send(msg if isinstance(msg, (str, bytes)) else json.dumps(msg))
+
+    async def recv(self):
+        return await asyncio.wait_for(self.ws.recv(), TIMEOUT)
+
+    async def json(self, type_: str | None = None) -> dict:
+        while True:
+            m = await self.recv()
+            if isinstance(m, str):
+                msg = json.loads(m)
+                if type_ is None or msg["type"] == type_ or msg["type"] == "error":
+                    return msg
+
+    async def frame(self, seq: int | None = None):
+        while True:
+            m = await self.recv()
+            if isinstance(m, bytes):
+                header, jpeg = decode_frame(m)
+                if seq is None or header.seq >= seq:
+                    return header, jpeg
+
+    async def setup(self, size: int = SIZE, corners=CORNERS, **settings) -> dict:
+        await self.send({"type": "settings", "width": size, "height": size, **settings})
+        assert (await self.json("settings"))["width"] == size
+        await self.send({"type": "corners", "corners": corners})
+        reply = await self.json("corners")
+        assert reply["type"] == "corners", reply
+        await self.frame()  # the frame for the current position
+        return reply
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+async def test_hello_names_model_limits_and_tiny_warning(server):
+    c = await Client.connect(server.ws)
+    assert c.hello["version"] == 1
+    assert c.hello["model"] == "tiny"
+    assert "TINY" in c.hello["warning"]
+    limits = c.hello["limits"]
+    for key in ("max_message_bytes", "max_prompt_chars", "min_size", "max_size", "max_seed", "max_quality", "max_batch"):
+        assert key in limits
+    await c.close()
+
+
+async def test_frames_are_valid_jpegs_with_correct_headers(server):
+    c = await Client.connect(server.ws)
+    reply = await c.setup(seed=7)
+    assert [x["prompt"] for x in reply["corners"]] == list(PROMPTS)
+    assert all(len(x["genome"]) == 16 for x in reply["corners"])
+    await c.send({"type": "move", "x": 0.25, "y": 0.75, "seq": 5})
+    header, jpeg = await c.frame(5)
+    assert (header.seq, header.x, header.y, header.seed) == (5, 0.25, 0.75, 7)
+    assert (header.width, header.height) == (SIZE, SIZE)
+    assert header.batch >= 1 and header.render_ms > 0
+    img = Image.open(io.BytesIO(jpeg))
+    assert img.format == "JPEG" and img.size == (SIZE, SIZE)
+    await c.close()
+
+
+async def test_eight_clients_are_rendered_in_batches(server):
+    clients = [await Client.connect(server.ws) for _ in range(8)]
+    for c in clients:
+        await c.setup()
+
+    async def fly(c: Client, k: int) -> list[int]:
+        batches = []
+        for i in range(1, 9):
+            await c.send({"type": "move", "x": (i * (k + 1) % 10) / 10, "y": i / 10, "seq": i})
+            header, _ = await c.frame(i)
+            batches.append(header.batch)
+        return batches
+
+    results = await asyncio.gather(*(fly(c, k) for k, c in enumerate(clients)))
+    assert max(max(b) for b in results) > 1
+    for c in clients:
+        await c.close()
+
+
+async def test_moves_at_full_speed_skip_stale_positions(server):
+    c = await Client.connect(server.ws)
+    await c.setup()
+    for i in range(200):
+        await c.send({"type": "move", "x": i / 199, "y": 0.5, "seq": i})
+    seqs = []
+    while True:
+        header, _ = await c.frame()
+        seqs.append(header.seq)
+        if header.seq == 199:
+            break
+    assert len(seqs) < 100, f"{len(seqs)} frames for 200 moves: stale positions were rendered"
+    assert seqs == sorted(seqs)
+    assert server.metric("breeder_skipped_states_total") > 0
+    await c.close()
+
+
+async def test_client_that_never_reads_costs_one_frame(server):
+    """A reader that stalls: frames keep being rendered, unsent ones are replaced, memory stays flat."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    ws = await websockets.connect(server.ws, sock=sock, max_queue=1, open_timeout=TIMEOUT)
+    c = Client(ws)
+    c.hello = await c.json()
+    await c.setup(size=256, quality=100)
+    dropped_before = server.metric("breeder_dropped_frames_total")
+    rendered_before = server.metric("breeder_frames_total")
+    rss_before = server.rss()
+    # From here on the client sends but never reads.
+    for i in range(400):
+        await ws.send(json.dumps({"type": "move", "x": (i % 100) / 100, "y": (i % 37) / 37, "seq": i + 1}))
+        await asyncio.sleep(0.02)
+    rendered = server.metric("breeder_frames_total") - rendered_before
+    dropped = server.metric("breeder_dropped_frames_total") - dropped_before
+    grown = server.rss() - rss_before
+    assert rendered >= 10
+    assert dropped >= 1, "frames for a stalled reader should be replaced, not queued"
+    assert grown < 64 * 2**20, f"server grew by {grown / 2**20:.1f} MiB for a stalled reader"
+    ws.transport.abort()
+    # the server is still fine for others
+    other = await Client.connect(server.ws)
+    await other.setup()
+    await other.close()
+
+
+MALFORMED = [
+    b"\x00\x01binary",
+    "not json",
+    "[1, 2]",
+    '"a string"',
+    "null",
+    "{}",
+    '{"type": 5}',
+    '{"type": "fly"}',
+    '{"type": "move", "x": 0.5, "y": 0.5}',
+    '{"type": "move", "x": "0.5", "y": 0.5, "seq": 1}',
+    '{"type": "move", "x": true, "y": 0.5, "seq": 1}',
+    '{"type": "move", "x": NaN, "y": 0.5, "seq": 1}',
+    '{"type": "move", "x": Infinity, "y": 0.5, "seq": 1}',
+    '{"type": "move", "x": 1.5, "y": 0.5, "seq": 1}',
+    '{"type": "move", "x": -0.1, "y": 0.5, "seq": 1}',
+    '{"type": "move", "x": 0.5, "y": 0.5, "seq": -1}',
+    '{"type": "move", "x": 0.5, "y": 0.5, "seq": 1.5}',
+    '{"type": "move", "x": 0.5, "y": 0.5, "seq": 1, "z": 3}',
+    '{"type": "settings"}',
+    '{"type": "settings", "width": 100}',
+    '{"type": "settings", "width": 4096}',
+    '{"type": "settings", "seed": -1}',
+    '{"type": "settings", "seed": 99999999999999}',
+    '{"type": "settings", "blend": "cubic"}',
+    '{"type": "settings", "quality": 0}',
+    '{"type": "settings", "quality": 101}',
+    '{"type": "settings", "corner_seeds": [1, 2, 3]}',
+    '{"type": "corners", "corners": [{"prompt": "a"}, {"prompt": "b"}, {"prompt": "c"}]}',
+    '{"type": "corners", "corners": [{}, {"prompt": "b"}, {"prompt": "c"}, {"prompt": "d"}]}',
+    '{"type": "corners", "corners": [{"genome": "../../etc/passwd"}, {"prompt": "b"}, {"prompt": "c"}, {"prompt": "d"}]}',
+    '{"type": "corners", "corners": [{"genome": "0123456789abcdef"}, {"prompt": "b"}, {"prompt": "c"}, {"prompt": "d"}]}',
+    '{"type": "corners", "corners": [{"prompt": "a"}, {"prompt": "b"}, {"prompt": "c"}, {"prompt": "d"}], "template": "no slot"}',
+    '{"type": "corners", "corners": [{"prompt": "a"}, {"prompt": "b"}, {"prompt": "c"}, {"prompt": "d"}], "template": "[noken] [noken]"}',
+    json.dumps({"type": "corners", "corners": [{"prompt": "word " * 100}] * 4}),
+    '{"type": "breed", "parents": ["0123456789abcdef"]}',
+    '{"type": "breed", "parents": ["0123456789abcdef", "fedcba9876543210"]}',
+    '{"type": "breed", "parents": ["0123456789abcdef", "fedcba9876543210"], "mutation": 5}',
+    '{"type": "record", "action": "pause"}',
+    '{"type": "record", "action": "stop"}',
+    "[" * 100 + "]" * 100,
+    "[" * 10000,
+]
+
+
+async def test_malformed_messages_each_get_an_error_and_the_session_goes_on(server):
+    assert len(MALFORMED) >= 30
+    c = await Client.connect(server.ws)
+    await c.setup()
+    codes = []
+    for bad in MALFORMED:
+        await c.send(bad)
+        reply = await c.json()
+        assert reply["type"] == "error", (bad, reply)
+        assert reply["message"] and "Traceback" not in reply["message"]
+        codes.append(reply["code"])
+    assert len(set(codes)) >= 8
+    await c.send({"type": "move", "x": 0.1, "y": 0.9, "seq": 777})
+    header, _ = await c.frame(777)
+    assert header.seq == 777
+    await c.close()
+
+
+async def test_over_limit_message_closes_with_1009(server):
+    c = await Client.connect(server.ws)
+    await c.send(json.dumps({"type": "keep", "prompt": "x" * (c.hello["limits"]["max_message_bytes"] + 10)}))
+    with pytest.raises(websockets.ConnectionClosed) as info:
+        await c.recv()
+    assert info.value.rcvd.code == 1009
+
+
+async def test_move_before_corners_is_an_error(server):
+    c = await Client.connect(server.ws)
+    await c.send({"type": "move", "x": 0.5, "y": 0.5, "seq": 1})
+    assert (await c.json())["code"] == "no_corners"
+    await c.close()
+
+
+async def test_disconnect_mid_render_is_harmless(server):
+    for _ in range(3):
+        c = await Client.connect(server.ws)
+        await c.send({"type": "corners", "corners": CORNERS})
+        await c.send({"type": "move", "x": 0.3, "y": 0.3, "seq": 1})
+        await c.ws.close()
+    assert httpx.get(server.http + "/healthz").json()["status"] == "ok"
+    c = await Client.connect(server.ws)
+    await c.setup()
+    await c.close()
+
+
+async def test_breed_keep_and_record_over_websocket(server):
+    c = await Client.connect(server.ws)
+    reply = await c.setup()
+    a, b = reply["corners"][0]["genome"], reply["corners"][1]["genome"]
+    await c.send({"type": "breed", "parents": [a, b], "seed": 3, "mutation": 0.1})
+    child = (await c.json("genome"))["genome"]
+    assert child["parents"] == [a, b] and child["seed"] == 3 and child["prompt"] is None
+    await c.send({"type": "record", "action": "start"})
+    for i in range(5):
+        await c.send({"type": "move", "x": i / 4, "y": i / 4, "seq": 100 + i})
+        await c.frame(100 + i)
+    await c.send({"type": "keep", "prompt": "a kept blend"})
+    kept = (await c.json("genome"))["genome"]
+    assert kept["prompt"] == "a kept blend"
+    await c.send({"type": "record", "action": "stop"})
+    walk = await c.json("walk")
+    assert walk["type"] == "walk" and walk["points"] >= 5
+    stored = httpx.get(f"{server.http}/api/walks/{walk['walk']}").json()
+    assert stored["walk"]["points"][-1][1:] == [1.0, 1.0]
+    assert [x.get("prompt") for x in stored["walk"]["corners"]] == list(PROMPTS)
+    info = httpx.get(f"{server.http}/api/genomes/{child['id']}").json()
+    assert info["parents"] == [a, b]
+    assert child["id"] in httpx.get(f"{server.http}/api/genomes/{a}").json()["children"]
+    await c.close()
+
+
+def test_rest_genomes_thumbnails_and_textual_inversion(server):
+    r = httpx.post(server.http + "/api/genomes", json={"prompt": "a tiny red boat"})
+    assert r.status_code == 201
+    g = r.json()
+    assert g["prompt"] == "a tiny red boat"
+    assert g["id"] in [x["id"] for x in httpx.get(server.http + "/api/genomes").json()["genomes"]]
+    thumb = httpx.get(f"{server.http}/api/genomes/{g['id']}/thumbnail.jpg", timeout=TIMEOUT)
+    assert thumb.status_code == 200 and Image.open(io.BytesIO(thumb.content)).size == (256, 256)
+    ti = httpx.get(f"{server.http}/api/genomes/{g['id']}/embedding.safetensors")
+    tensors = load_safetensors(ti.content)
+    assert tensors["clip_l"].shape == (g["length"], 32) and tensors["clip_g"].shape == (g["length"], 64)
+    child = httpx.post(server.http + "/api/breed", json={"parents": [g["id"], g["id"]], "seed": 1})
+    assert child.status_code == 201 and child.json()["parents"] == [g["id"], g["id"]]
+    assert httpx.delete(f"{server.http}/api/genomes/{g['id']}").status_code == 204
+    gone = httpx.get(f"{server.http}/api/genomes/{g['id']}")
+    assert gone.status_code == 404 and gone.json()["code"] == "unknown_genome"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "code"),
+    [
+        ("GET", "/api/genomes/0123456789abcdef", None, 404, "unknown_genome"),
+        ("GET", "/api/genomes/..%2F..%2Fetc%2Fpasswd", None, 404, ("unknown_genome", "unknown_type")),
+        ("GET", "/api/genomes/ZZZ/thumbnail.jpg", None, 404, "unknown_genome"),
+        ("DELETE", "/api/genomes/0123456789abcdef", None, 404, "unknown_genome"),
+        ("POST", "/api/genomes", b"not json", 400, "bad_json"),
+        ("POST", "/api/genomes", b'{"prompt": 5}', 400, "bad_prompt"),
+        ("POST", "/api/genomes", b'{"prompt": "a", "x": 1}', 400, "bad_value"),
+        ("POST", "/api/breed", b'{"parents": ["0123456789abcdef", "0123456789abcdef"]}', 404, "unknown_genome"),
+        ("POST", "/api/render", b'{"corners": []}', 400, "bad_value"),
+        ("GET", "/api/walks/0123456789abcdef", None, 404, "unknown_walk"),
+        ("POST", "/api/walks", b'{"format": "sdxl-breeder-walk", "version": 2}', 400, "bad_value"),
+        ("GET", "/api/nothing-here", None, 404, "unknown_type"),
+        ("GET", "/api/genomes?limit=abc", None, 400, "bad_value"),
+    ],
+)
+def test_rest_errors_are_json(server, method, path, body, status, code):
+    r = httpx.request(method, server.http + path, content=body)
+    assert r.status_code == status, r.text
+    assert r.json()["code"] in (code if isinstance(code, tuple) else (code,))
+    assert "Traceback" not in r.text
+
+
+def test_rest_render_png_at_corner_equals_engine_frame(server, renderer):
+    body = {"corners": CORNERS, "x": 1.0, "y": 1.0, "seed": 11, "width": SIZE, "height": SIZE, "format": "png"}
+    r = httpx.post(server.http + "/api/render", json=body, timeout=TIMEOUT)
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    served = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB"))
+    scene = Scene(tuple(renderer.genome_from_prompt(p) for p in PROMPTS))
+    ours = renderer.render([scene.conditioning(1.0, 1.0, seed=11, width=SIZE, height=SIZE)])[0]
+    assert np.abs(served.astype(int) - ours.astype(int)).max() <= 1
+
+
+def test_metrics_and_health(server):
+    text = httpx.get(server.http + "/metrics").text
+    for name in ("breeder_frames_total", "breeder_batch_size_bucket", "breeder_render_seconds_bucket",
+                 "breeder_frame_latency_seconds_bucket", "breeder_sessions"):
+        assert name in text
+    health = httpx.get(server.http + "/healthz").json()
+    assert health["status"] == "ok" and health["model"] == "tiny"
+
+
+def test_restart_keeps_genomes_and_walks(tmp_path):
+    data = tmp_path / "data"
+    with LiveServer(data) as first:
+        ids = {httpx.post(first.http + "/api/genomes", json={"prompt": p}).json()["id"] for p in PROMPTS}
+        walk = {"format": "sdxl-breeder-walk", "version": 1, "corners": CORNERS, "width": 64, "height": 64,
+                "points": [[0, 0, 0], [1, 1, 1]]}
+        wid = httpx.post(first.http + "/api/walks", json=walk).json()["id"]
+    with LiveServer(data) as second:
+        listed = {g["id"] for g in httpx.get(second.http + "/api/genomes").json()["genomes"]}
+        assert ids <= listed
+        assert httpx.get(f"{second.http}/api/walks/{wid}").status_code == 200
+
+
+async def test_token_and_origin_are_enforced(tmp_path):
+    with LiveServer(tmp_path / "data", "--token", "s3cret") as live:
+        assert httpx.get(live.http + "/api/genomes").status_code == 401
+        assert httpx.get(live.http + "/api/genomes", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert httpx.get(live.http + "/healthz").status_code == 200
+        with pytest.raises(websockets.InvalidStatus):
+            await websockets.connect(live.ws)
+        ok = await Client.connect(live.ws + "?token=s3cret")
+        await ok.close()
+        with pytest.raises(websockets.InvalidStatus):
+            await websockets.connect(live.ws + "?token=s3cret", origin="http://evil.example")
+        same = await Client.connect(live.ws + "?token=s3cret", origin=f"http://127.0.0.1:{live.port}")
+        await same.close()
+
+
+def test_non_loopback_host_needs_token(capsys):
+    from server.cli import main
+
+    assert main(["serve", "--model", "tiny", "--host", "0.0.0.0", "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--token" in err and "Traceback" not in err
