@@ -1,0 +1,57 @@
+"""`sdxl-breeder render` and the CLI's error handling."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from server.cli import main
+from server.scene import Scene
+from tests.conftest import PROMPTS
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_render_writes_the_corner_frame(tmp_path, renderer, suffix):
+    out = tmp_path / f"frame{suffix}"
+    assert main(["render", "--model", "tiny", "--device", "cpu", "--corners", *PROMPTS, "--x", "1", "--y", "0",
+                 "--seed", "5", "--width", "128", "--height", "64", "--out", str(out)]) == 0
+    img = np.asarray(Image.open(out).convert("RGB"))
+    assert img.shape == (64, 128, 3)
+    if suffix == ".png":
+        scene = Scene(tuple(renderer.genome_from_prompt(p) for p in PROMPTS))
+        ours = renderer.render([scene.conditioning(1, 0, seed=5, width=128, height=64)])[0]
+        assert np.abs(img.astype(int) - ours).max() <= 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--prompt", "a", "--width", "100"], "multiple of 64"),
+        (["--prompt", "a", "--x", "2"], "within [0, 1]"),
+        (["--prompt", "a", "--template", "no slot"], "exactly one [noken]"),
+        (["--prompt", "a", "--model", "nonsense"], "--model tiny"),
+        (["--prompt", "a", "--seed", "-3"], "seed"),
+        (["--out-missing"], "arguments"),
+    ],
+)
+def test_bad_arguments_give_one_clear_line(tmp_path, args, message):
+    out = tmp_path / "x.png"
+    argv = [sys.executable, "-m", "server.cli", "render", "--model", "tiny", *args]
+    if "--out-missing" in args:
+        argv = [sys.executable, "-m", "server.cli", "render", "--prompt", "a"]
+    else:
+        argv += ["--out", str(out)]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120, env={"HF_HUB_OFFLINE": "1", **__import__("os").environ})
+    assert r.returncode == 2
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_help_lists_every_command():
+    r = subprocess.run([sys.executable, "-m", "server.cli", "--help"], capture_output=True, text=True, timeout=60)
+    for cmd in ("render", "serve"):
+        assert cmd in r.stdout
