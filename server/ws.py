@@ -113,11 +113,11 @@ class PadSocket:
             if s.scene is None:
                 raise p.ProtocolError(p.ErrorCode.NO_CORNERS, "send a corners message before moving")
             s.x, s.y, s.seq = msg.x, msg.y, msg.seq
+            self._want_frame()
             if s.recording is not None:
                 if len(s.recording) >= self.breeder.limits.max_record_points:
                     raise p.ProtocolError(p.ErrorCode.TOO_LARGE, "recording is full; stop it to save the walk")
                 s.recording.append([round(time.perf_counter() - s.record_start, 4), msg.x, msg.y])
-            self._want_frame()
         elif isinstance(msg, p.SettingsMsg):
             corner_seeds = None if msg.clear_corner_seeds else (msg.corner_seeds or s.settings.corner_seeds)
             s.settings = with_settings(
