@@ -147,8 +147,203 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_serve)
 
 
+# --------------------------------------------------------------------------- bench
+def _int_list(value: str) -> tuple[int, ...]:
+    try:
+        items = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: give whole numbers separated by commas, e.g. 1,2,4") from None
+    if not items or min(items) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: give positive whole numbers, e.g. 1,2,4")
+    return items
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from .bench import BenchError, BenchOptions, main as bench_main
+
+    if args.seconds <= 0:
+        raise CliError("--seconds must be positive")
+    opts = BenchOptions(
+        model=args.model, device=args.device, dtype=args.dtype, size=args.size, vae=args.vae,
+        tiny_vae_path=args.tiny_vae_path, compile=args.compile, channels_last=args.channels_last,
+        batches=args.batches, clients=args.clients, seconds=args.seconds, max_batch=args.max_batch,
+        json_path=Path(args.json) if args.json else None,
+    )
+    try:
+        bench_main(opts)
+    except BenchError as e:
+        raise CliError(str(e)) from None
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="measure renderer, naive-pipeline and end-to-end frames/s and latency",
+        description="Benchmark on this machine: the stock pipeline one frame at a time (the naive "
+        "baseline), the renderer at each batch size, and a real in-process server with N websocket "
+        "clients. Prints a table and writes JSON (docs/benchmarks.md).",
+    )
+    _add_model_args(p, default="tiny")
+    p.add_argument("--size", type=_size, default=None, help="frame width = height in pixels (default 256 for tiny, 512 otherwise)")
+    p.add_argument("--vae", choices=["full", "tiny"], default="full", help="full: the model's VAE; tiny: AutoencoderTiny (TAESDXL)")
+    p.add_argument("--tiny-vae-path", help="weights for --vae tiny (e.g. a local madebyollin/taesdxl); default: seeded random")
+    p.add_argument("--compile", action="store_true", help="torch.compile the UNet and VAE decoder (slow warm-up, reported apart)")
+    p.add_argument(
+        "--channels-last", action=argparse.BooleanOptionalAction, default=None,
+        help="UNet/VAE in channels_last memory format (default: on for CUDA, off otherwise)",
+    )
+    p.add_argument("--batches", type=_int_list, default=(1, 2, 4, 8, 16), help="renderer batch sizes (default 1,2,4,8,16)")
+    p.add_argument("--clients", type=_int_list, default=(1, 8, 32), help="concurrent websocket clients per run (default 1,8,32)")
+    p.add_argument("--seconds", type=float, default=5.0, help="seconds per client run; the renderer phases share as much (default 5)")
+    p.add_argument("--max-batch", type=int, default=8, help="the server's max batch, as in serve (default 8)")
+    p.add_argument("--json", help="write the results here (default bench-MODEL-DEVICE-SIZE-VAE.json)")
+    p.set_defaults(func=_bench)
+
+
+# --------------------------------------------------------------------------- walk / render-walk
+def _point(value: str) -> tuple[float, float]:
+    try:
+        x, y = (float(v) for v in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a point; write x,y (e.g. 0.5,0.25)") from None
+    return x, y  # the walk checks the range and names the point
+
+
+def _number(value: str) -> float:
+    try:
+        return float(value)  # the walk checks ranges (fps within (0, 120], seconds > 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+
+
+def _walk(args: argparse.Namespace) -> None:
+    import asyncio
+
+    from .client import BreederClient, BreederConnectionError, BreederError
+    from .walk_render import check_video_out, stream_walk_video
+    from .walks import Walk, scripted_walk
+
+    walk = scripted_walk(args.path, args.corners, seconds=args.seconds, fps=args.fps, template=args.template,
+                         blend=args.blend, seed=args.seed, width=args.width, height=args.height,
+                         points=args.points, path_seed=args.path_seed)
+    if args.corner_seeds is not None:
+        walk = Walk.from_json({**walk.to_json(), "corner_seeds": args.corner_seeds})
+    check_video_out(args.out, args.fps)
+    try:
+        client = BreederClient(args.server, token=args.token, timeout=args.timeout)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    if args.walk_file:  # first: even an interrupted run leaves a walk to render offline
+        walk.save(args.walk_file)
+
+    async def play() -> dict[str, object]:
+        async with client:
+            return await stream_walk_video(client, walk, args.out, fps=args.fps, quality=args.quality, progress=True)
+
+    try:
+        info = asyncio.run(play())
+    except (BreederConnectionError, TimeoutError) as e:
+        raise CliError(str(e)) from None
+    except BreederError as e:
+        raise CliError(f"server error: {e}") from None
+    _wrote(info, f"; walk in {args.walk_file}" if args.walk_file else "")
+
+
+def _wrote(info: dict[str, object], extra: str = "") -> None:
+    if info["note"]:
+        print(f"note: {info['note']}")
+    print(f"wrote {info['path']} ({info['frames']} frames, {info['width']}×{info['height']}, fps {info['fps']:g}){extra}")
+
+
+def _add_walk(sub: argparse._SubParsersAction) -> None:
+    from .walks import BLENDS, PATH_KINDS
+
+    p = sub.add_parser(
+        "walk",
+        help="play a scripted path on a running server and save the frames as a video",
+        description="Script a walk (docs/walks.md), play it on a running `sdxl-breeder serve` one frame at a time "
+        "and write an .mp4, a .gif or a folder of PNGs. --walk-file also saves the walk, for `render-walk`.",
+    )
+    p.add_argument("--server", default="ws://127.0.0.1:8000/ws", help="websocket URL (default ws://127.0.0.1:8000/ws)")
+    p.add_argument("--token", help="the server's --token, if it has one")
+    p.add_argument("--corners", nargs=4, required=True, metavar=("TL", "TR", "BL", "BR"),
+                   help="four corners: a prompt each, or genome:<id> for a stored genome")
+    p.add_argument("--template", help='noken mode: a prompt with one "[noken]"; corner prompts become nokens')
+    p.add_argument("--path", choices=PATH_KINDS, default="circle", help="path shape (default circle)")
+    p.add_argument("--points", nargs="+", type=_point, metavar="X,Y",
+                   help="keypoints for line (2), polyline and spline (2 or more), e.g. 0,0 1,0 1,1")
+    p.add_argument("--seconds", type=_number, default=4.0, help="duration (default 4)")
+    p.add_argument("--fps", type=_number, default=12.0, help="frames per second (default 12)")
+    p.add_argument("--width", type=_size, default=512, help="pixels, multiple of 64 (default 512)")
+    p.add_argument("--height", type=_size, default=512, help="pixels, multiple of 64 (default 512)")
+    p.add_argument("--seed", type=_seed, default=0, help="noise seed (default 0)")
+    p.add_argument("--corner-seeds", type=_seed, nargs=4, metavar=("TL", "TR", "BL", "BR"),
+                   help="a noise seed per corner, blended with the prompts (instead of --seed)")
+    p.add_argument("--path-seed", type=_seed, default=0, help="seed of the random path (default 0)")
+    p.add_argument("--blend", choices=BLENDS, default="lerp", help="how token vectors blend (default lerp)")
+    p.add_argument("--quality", type=int, choices=range(1, 101), default=95, metavar="1-100",
+                   help="JPEG quality of the streamed frames (default 95)")
+    p.add_argument("--timeout", type=_number, default=60.0, help="seconds to wait for each reply (default 60)")
+    p.add_argument("--walk-file", help="also save the walk as JSON here")
+    p.add_argument("--out", required=True, help="output: .mp4, .gif, or a folder (PNG frames)")
+    p.set_defaults(func=_walk)
+
+
+def _render_walk(args: argparse.Namespace) -> None:
+    from .models import load_model
+    from .renderer import Renderer
+    from .walk_render import check_video_out, write_walk_video
+    from .walks import Walk, WalkError
+
+    walk = Walk.load(args.file)
+    check_video_out(args.out, args.fps)
+    store = None
+    missing = [(i, c.genome) for i, c in enumerate(walk.corners) if c.genome]
+    if missing and Path(args.data_dir).is_dir():  # look genomes up before the slow model load
+        from .store import Store
+
+        try:
+            store = Store(args.data_dir)
+        except Exception as e:  # noqa: BLE001 — a newer schema, a broken database: one line
+            raise CliError(f"cannot open --data-dir {args.data_dir}: {e}") from None
+        missing = [(i, g) for i, g in missing if not store.has_genome(g)]
+    try:
+        if missing:
+            i, g = missing[0]
+            raise WalkError(f"unknown genome {g} in corners[{i}] (not in --data-dir {args.data_dir})")
+        if args.batch < 1:
+            raise CliError(f"--batch must be at least 1, got {args.batch}")
+        model = load_model(args.model, args.device, args.dtype)
+        if model.warning:
+            logging.getLogger("sdxl_breeder").warning("%s", model.warning)
+        _wrote(write_walk_video(walk, Renderer(model), args.out, fps=args.fps, width=args.width,
+                                height=args.height, batch=args.batch, progress=True,
+                                genomes=store.get_genome if store else None))
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _add_render_walk(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "render-walk",
+        help="render a walk file to a video offline (no server)",
+        description="Render a walk file (recorded or scripted, docs/walks.md) with the model at any frame rate "
+        "and size: .mp4, .gif, or a folder of PNGs. Same walk and model: same frames.",
+    )
+    p.add_argument("file", help="the walk file (JSON)")
+    _add_model_args(p, default="auto")
+    p.add_argument("--fps", type=_number, default=12.0, help="frames per second (default 12)")
+    p.add_argument("--width", type=_size, help="pixels, multiple of 64 (default: the walk's)")
+    p.add_argument("--height", type=_size, help="pixels, multiple of 64 (default: the walk's)")
+    p.add_argument("--batch", type=int, default=4, help="frames rendered together (default 4)")
+    p.add_argument("--data-dir", default="data", help="the server's data folder, for stored genomes (default ./data)")
+    p.add_argument("--out", required=True, help="output: .mp4, .gif, or a folder (PNG frames)")
+    p.set_defaults(func=_render_walk)
+
+
 # --------------------------------------------------------------------------- main
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_render, _add_serve]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_render, _add_serve, _add_bench, _add_walk, _add_render_walk]
 
 
 def build_parser() -> argparse.ArgumentParser:

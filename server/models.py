@@ -28,6 +28,8 @@ SDXL_RANDOM = "sdxl-random"
 AUTO = "auto"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = {"auto": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+VAES = ("full", "tiny")  # the pipeline's own AutoencoderKL, or AutoencoderTiny (TAESDXL)
+TAESDXL = "madebyollin/taesdxl"
 
 TINY_WARNING = (
     "Running on the built-in TINY model (random weights): frames are noise-like patterns, "
@@ -298,6 +300,26 @@ def build_random_pipeline(kind: str, seed: int = 0, device: torch.device | None 
     )
 
 
+# --------------------------------------------------------------------------- tiny VAE
+def build_tiny_vae(seed: int = 0, path: str | None = None) -> Any:
+    """A diffusers `AutoencoderTiny` with the TAESDXL architecture (the library defaults, as in
+    `madebyollin/taesdxl`'s config): its weights from `path` (a local diffusers directory or hub id)
+    or, without one, seeded random weights. Its `scaling_factor` is 1.0 and `decode` returns images
+    in [-1, 1], like AutoencoderKL, so the renderer's decode step is the same for both."""
+    from diffusers import AutoencoderTiny
+
+    if path is not None:
+        try:
+            vae = AutoencoderTiny.from_pretrained(path, local_files_only=os.environ.get("HF_HUB_OFFLINE") == "1")
+        except Exception as e:  # noqa: BLE001 — hub, file and config errors all mean "can't load"
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelLoadError(f"could not load the tiny VAE {path!r} ({first[:200]})") from e
+    else:
+        torch.manual_seed(seed)
+        vae = AutoencoderTiny()
+    return vae.eval()
+
+
 # --------------------------------------------------------------------------- loading
 def _load_pretrained(name: str, dtype: torch.dtype, local_only: bool) -> Any:
     from diffusers import StableDiffusionXLPipeline
@@ -330,11 +352,30 @@ def is_cached(name: str) -> bool:
         return False
 
 
-def load_model(name: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto", seed: int = 0) -> LoadedModel:
+def load_model(
+    name: str = DEFAULT_MODEL,
+    device: str = "auto",
+    dtype: str = "auto",
+    seed: int = 0,
+    *,
+    vae: str = "full",
+    tiny_vae_path: str | None = None,
+) -> LoadedModel:
     """Resolve `--model` and return the pipeline on its device.
 
     `auto` means SDXL Turbo when it is cached or can be downloaded, otherwise the tiny model
-    with a loud warning."""
+    with a loud warning. `vae="tiny"` swaps the VAE for an AutoencoderTiny (TAESDXL): weights from
+    `tiny_vae_path`, else seeded random ones (fine for benchmarks, noise for pictures)."""
+    if vae not in VAES:
+        raise ModelLoadError(f"unknown vae {vae!r}; use one of {', '.join(VAES)}")
+    if vae == "tiny" or tiny_vae_path is not None:
+        loaded = load_model(name, device, dtype, seed)
+        pipe = loaded.pipeline
+        # TAESD has no fp16 overflow problem: it runs in the model's dtype.
+        pipe.vae = build_tiny_vae(seed, tiny_vae_path).to(loaded.device, loaded.dtype)
+        note = "tiny VAE (AutoencoderTiny) " + (f"from {tiny_vae_path}" if tiny_vae_path else "with RANDOM weights")
+        warning = f"{loaded.warning} Using {note}." if loaded.warning else f"Using {note}."
+        return LoadedModel(pipe, loaded.name, loaded.device, loaded.dtype, loaded.dtype, warning)
     dev = pick_device(device)
     model_dtype, vae_dtype = pick_dtypes(dev, dtype)
     warning = None

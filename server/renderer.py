@@ -181,9 +181,11 @@ class Renderer:
         )[0]
         latents = pipe.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
 
-        # 5. VAE decode, in the VAE's own dtype (fp32 when the model runs in fp16).
+        # 5. VAE decode, in the VAE's own dtype (fp32 when the model runs in fp16). AutoencoderKL
+        # or AutoencoderTiny (TAESDXL: no post_quant_conv, scaling_factor 1.0, output in [-1, 1]).
         vae = pipe.vae
-        latents = latents.to(next(vae.post_quant_conv.parameters()).dtype)
+        decoder_part = getattr(vae, "post_quant_conv", None) or vae.decoder
+        latents = latents.to(next(decoder_part.parameters()).dtype)
         mean = getattr(vae.config, "latents_mean", None)
         std = getattr(vae.config, "latents_std", None)
         if mean is not None and std is not None:

@@ -1,0 +1,471 @@
+"""Scripting client for protocol v1 (docs/protocol.md): `BreederClient` (asyncio) and `SyncBreederClient`
+(blocking, for notebooks). Needs only the protocol module, websockets, PIL and the standard library.
+
+Replies carry no request id: JSON replies are matched to requests by order (the server answers one socket's
+requests in the order they were sent), frames to moves by `seq`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import io
+import json
+import logging
+import math
+import os
+import threading
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from PIL import Image
+from websockets.asyncio.client import ClientConnection, connect as ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from .protocol import CORNER_NAMES, PROTOCOL_VERSION, FrameHeader, ProtocolError, decode_frame
+
+log = logging.getLogger("sdxl_breeder.client")
+
+DEFAULT_URL = "ws://127.0.0.1:8000/ws"
+MAX_MESSAGE_BYTES = 64 * 2**20  # a 1024² JPEG at quality 100 can pass websockets' 1 MiB default
+_SCHEMES = {"ws": "ws", "wss": "wss", "http": "ws", "https": "wss"}
+_REFUSED = {401: ": missing or wrong token", 403: ": missing or wrong token, or origin not allowed",
+            404: ": no websocket at this path (the server's is /ws)"}
+T = TypeVar("T")
+
+
+class BreederError(RuntimeError):
+    """The server answered with {"type": "error"}; `code` is stable, `message` is for humans."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class BreederConnectionError(ConnectionError):
+    """The server cannot be reached, refused the websocket, or the connection closed."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One binary frame: its header (seq, x, y, seed, width, height, render_ms, batch) and JPEG bytes."""
+
+    header: FrameHeader
+    jpeg: bytes
+
+    @classmethod
+    def decode(cls, data: bytes) -> Frame:
+        """Split a binary websocket message; ProtocolError if it is garbled."""
+        return cls(*decode_frame(data))
+
+    @functools.cached_property
+    def image(self) -> Image.Image:
+        """The decoded picture (decoded on first use, then kept)."""
+        img = Image.open(io.BytesIO(self.jpeg))
+        img.load()
+        return img
+
+    @property
+    def seq(self) -> int:
+        return self.header.seq
+
+    @property
+    def x(self) -> float:
+        return self.header.x
+
+    @property
+    def y(self) -> float:
+        return self.header.y
+
+    def save(self, path: str | Path) -> None:
+        """Write the frame; a .jpg/.jpeg path gets the server's bytes as they are (no re-encoding)."""
+        if Path(path).suffix.lower() in (".jpg", ".jpeg"):
+            Path(path).write_bytes(self.jpeg)
+        else:
+            self.image.save(path)
+
+
+def normalize_url(url: str) -> str:
+    """ws(s)://host:port/path: http(s) becomes ws(s), a bare "host:port" gets ws://, no path gets /ws."""
+    text = url.strip()
+    parts = urlsplit(text if "://" in text else "ws://" + text)
+    scheme = _SCHEMES.get(parts.scheme.lower())
+    if scheme is None or not parts.hostname:
+        raise ValueError(f"server URL {url!r} must look like ws://HOST:PORT/ws (or wss://, http://, https://)")
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") or "/ws", parts.query, ""))
+
+
+def redact(url: str) -> str:
+    """The URL with any ?token= value hidden, for error messages and logs."""
+    parts = urlsplit(url)
+    query = [(k, "***" if k == "token" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    return urlunsplit(parts._replace(query=urlencode(query, safe="*"))) if query else url
+
+
+class BreederClient:
+    """Async client for one pad session: `async with BreederClient(url) as c: ...`."""
+
+    def __init__(self, url: str = DEFAULT_URL, *, token: str | None = None, timeout: float = 60.0) -> None:
+        self.url = normalize_url(url)
+        self.shown_url = redact(self.url)
+        self.token = token  # sent as "Authorization: Bearer", so it stays out of URLs and logs
+        self.timeout = timeout
+        self.hello: dict[str, Any] = {}
+        self.corners: list[dict[str, Any]] | None = None  # the last corners reply
+        self.current_settings: dict[str, Any] = {}  # the last settings reply
+        self.orphan_errors: list[BreederError] = []  # errors no request was waiting for
+        self.frames_received = 0
+        self._ws: ClientConnection | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._requests: deque[tuple[str, asyncio.Future[dict[str, Any]]]] = deque()  # (reply type, future)
+        self._moves: list[tuple[int, asyncio.Future[Frame]]] = []  # (seq, future) of moves awaiting a frame
+        self._seq = 0
+        self._latest: Frame | None = None
+        self._frame_event: asyncio.Event | None = None
+        self._error: BaseException | None = None  # set once the connection is gone
+        self._closing = False
+        self._corners_sent = False
+
+    async def __aenter__(self) -> BreederClient:
+        return await self.connect()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def connect(self) -> BreederClient:
+        """Open the socket and read the server's hello; BreederConnectionError says why not."""
+        if self._ws is not None:
+            raise RuntimeError("this client is already connected")
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+        where = self.shown_url
+        try:
+            ws = await ws_connect(self.url, additional_headers=headers, max_size=MAX_MESSAGE_BYTES,
+                                  open_timeout=self.timeout)
+        except InvalidStatus as e:
+            status = e.response.status_code
+            raise BreederConnectionError(f"server at {where} refused the connection (HTTP {status})"
+                                         f"{_REFUSED.get(status, '')}") from None
+        except InvalidURI as e:
+            raise ValueError(f"bad server URL {where}: {e}") from None
+        except InvalidHandshake as e:
+            raise BreederConnectionError(f"server at {where} did not accept a websocket: {e}") from None
+        except TimeoutError:  # before OSError, which it is a kind of
+            raise BreederConnectionError(f"cannot reach server at {where}: no answer within {self.timeout:g} s") from None
+        except OSError as e:
+            raise BreederConnectionError(f"cannot reach server at {where}: is `sdxl-breeder serve` running? "
+                                         f"({os.strerror(e.errno) if e.errno else e})") from None
+        try:
+            hello = json.loads(await asyncio.wait_for(ws.recv(), self.timeout))
+        except (ConnectionClosed, TimeoutError, ValueError, TypeError) as e:
+            await ws.close()
+            why = "no answer in time" if isinstance(e, TimeoutError) else str(e)
+            raise BreederConnectionError(f"server at {where} sent no hello: {why}") from None
+        version = hello.get("version") if isinstance(hello, dict) and hello.get("type") == "hello" else None
+        if version != PROTOCOL_VERSION:
+            await ws.close()
+            raise BreederConnectionError(f"server at {where} speaks protocol version {version!r}; "
+                                         f"this client speaks {PROTOCOL_VERSION}")
+        if hello.get("warning"):
+            log.warning("server: %s", hello["warning"])
+        self.hello, self._ws, self._frame_event = hello, ws, asyncio.Event()
+        self._reader = asyncio.create_task(self._read(), name="breeder-client-reader")
+        return self
+
+    async def close(self) -> None:
+        """Close the socket; anything still waiting gets BreederConnectionError."""
+        self._closing = True
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            await self._reader
+        self._fail_all(BreederConnectionError(f"the client for {self.shown_url} was closed"))
+
+    # ------------------------------------------------------------------ reading
+    async def _read(self) -> None:
+        """The one reader: frames wake move waiters, JSON answers the oldest matching request."""
+        assert self._ws is not None
+        try:
+            async for data in self._ws:
+                if isinstance(data, bytes):
+                    self._on_frame(data)
+                else:
+                    self._on_json(data)
+            error = BreederConnectionError(f"server at {self.shown_url} closed the connection "
+                                           f"(code {self._ws.close_code}: {self._ws.close_reason or 'no reason'})")
+        except ConnectionClosed as e:
+            error = BreederConnectionError(f"lost the connection to {self.shown_url}: {e}")
+        except Exception as e:  # noqa: BLE001 — a reader bug must reach the waiters, not vanish
+            log.exception("client reader failed")
+            error = BreederConnectionError(f"client reader failed: {type(e).__name__}: {e}")
+        self._fail_all(BreederConnectionError(f"the client for {self.shown_url} was closed") if self._closing else error)
+
+    def _on_frame(self, data: bytes) -> None:
+        try:
+            frame = Frame.decode(data)
+        except ProtocolError as e:
+            log.warning("ignoring a garbled frame: %s", e.message)
+            return
+        # JPEG encoding runs on a pool, so an older move's frame may arrive after a newer one
+        if self._latest is None or frame.seq >= self._latest.seq:
+            self._latest = frame
+        self.frames_received += 1
+        for seq, fut in self._moves:
+            if seq <= frame.seq and not fut.done():  # a frame for seq S: every move up to S was handled
+                fut.set_result(frame)
+        self._moves = [(seq, fut) for seq, fut in self._moves if not fut.done()]
+        self._wake()
+
+    def _on_json(self, text: str) -> None:
+        try:
+            msg = json.loads(text)
+        except ValueError:
+            log.warning("ignoring a message that is not JSON: %.80r", text)
+            return
+        kind = msg.get("type") if isinstance(msg, dict) else None
+        if kind == "error":
+            self._on_error(BreederError(str(msg.get("code")), str(msg.get("message"))))
+            return
+        for i, (reply, fut) in enumerate(self._requests):
+            if reply == kind:
+                del self._requests[i]
+                if not fut.done():  # a request that timed out still consumes its reply
+                    fut.set_result(msg)
+                return
+        log.debug("ignoring an unrequested %r message", kind)
+
+    def _on_error(self, error: BreederError) -> None:
+        # render failures come from the render loop after the move was accepted; any other error
+        # answers the oldest waiting request (moves the server would reject are never sent)
+        if error.code != "render_failed" and self._requests:
+            fut = self._requests.popleft()[1]
+            if not fut.done():
+                fut.set_exception(error)
+            return
+        pending = [fut for _, fut in self._moves if not fut.done()]
+        self._moves = []
+        for fut in pending:
+            fut.set_exception(error)
+        if not pending:
+            log.warning("server error: %s", error)
+            self.orphan_errors.append(error)
+            self._wake()
+
+    def _fail_all(self, error: BaseException) -> None:
+        self._error = self._error or error
+        futures = [fut for _, fut in self._requests] + [fut for _, fut in self._moves]
+        self._requests.clear()
+        self._moves = []
+        for fut in futures:
+            if not fut.done():
+                fut.set_exception(error)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._frame_event is not None:
+            self._frame_event.set()
+            self._frame_event = asyncio.Event()
+
+    # ------------------------------------------------------------------ sending
+    def _check_open(self) -> ClientConnection:
+        if self._error is not None:
+            raise self._error
+        if self._ws is None:
+            raise RuntimeError("not connected: use `async with BreederClient(...)` or `await client.connect()`")
+        return self._ws
+
+    async def _wait(self, fut: Awaitable[T], what: str) -> T:
+        try:
+            return await asyncio.wait_for(fut, self.timeout)
+        except TimeoutError:
+            raise TimeoutError(f"no {what} from {self.shown_url} within {self.timeout:g} s") from None
+
+    async def _request(self, msg: dict[str, Any], reply: str) -> dict[str, Any]:
+        ws = self._check_open()
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._requests.append((reply, fut))  # before sending: the reply may come back at once
+        await ws.send(json.dumps(msg, allow_nan=False))
+        return await self._wait(fut, f"{reply} reply to {msg['type']}")
+
+    async def _send_move(self, x: float, y: float, fut: asyncio.Future[Frame] | None = None) -> int:
+        """Send the next move, checked here first: a move's error could not be told apart from the
+        error of a request sent after it, so moves the server would reject are never sent."""
+        ws = self._check_open()
+        for name, v in (("x", x), ("y", y)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 <= v <= 1:
+                raise ValueError(f"{name} must be a number within [0, 1], got {v!r}")
+        if not self._corners_sent:
+            raise BreederError("no_corners", "send a corners message before moving (set_corners)")
+        self._seq += 1
+        if fut is not None:
+            self._moves.append((self._seq, fut))
+        await ws.send(json.dumps({"type": "move", "x": float(x), "y": float(y), "seq": self._seq}))
+        return self._seq
+
+    # ------------------------------------------------------------------ the API
+    async def set_corners(self, corners: Sequence[str | dict[str, str]], template: str | None = None) -> list[dict[str, Any]]:
+        """Set the corners TL, TR, BL, BR: a prompt string, {"prompt": p} or {"genome": id} each.
+
+        Returns the server's corners, [{"genome": id, "prompt": str | None}] x4. The server then
+        renders a frame at the current position; it becomes `latest_frame()`."""
+        if isinstance(corners, (str, bytes)) or len(corners) != len(CORNER_NAMES):
+            raise ValueError(f"set_corners needs {len(CORNER_NAMES)} corners ({', '.join(CORNER_NAMES)})")
+        msg = {"type": "corners", "template": template,
+               "corners": [{"prompt": c} if isinstance(c, str) else dict(c) for c in corners]}
+        self._corners_sent = True  # moves sent from now on are handled after these corners
+        try:
+            reply = await self._request(msg, "corners")
+        except BreederError:
+            self._corners_sent = self.corners is not None  # the server keeps its old corners
+            raise
+        self.corners = list(reply["corners"])
+        return list(self.corners)
+
+    async def settings(self, **fields: Any) -> dict[str, Any]:
+        """Change any of width, height, seed, blend, quality, corner_seeds (None clears them);
+        returns the full settings after the change."""
+        if not fields:
+            raise ValueError("settings needs at least one of: width, height, seed, blend, quality, corner_seeds")
+        reply = await self._request({"type": "settings", **fields}, "settings")
+        self.current_settings = {k: v for k, v in reply.items() if k != "type"}
+        return dict(self.current_settings)
+
+    async def move(self, x: float, y: float) -> Frame:
+        """Move the cursor and wait for the frame rendered for this move."""
+        fut: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        seq = await self._send_move(x, y, fut)
+        return await self._wait(fut, f"frame for move {seq}")
+
+    async def move_nowait(self, x: float, y: float) -> int:
+        """Move without waiting; returns the seq. The server renders only the newest position,
+        so quick successive moves may share one frame."""
+        return await self._send_move(x, y)
+
+    async def breed(self, a: str, b: str, *, seed: int | None = None, mutation: float = 0.0) -> dict[str, Any]:
+        """Breed a child of genome ids `a` and `b` (seed None: random); returns its metadata."""
+        msg = {"type": "breed", "parents": [a, b], "seed": seed, "mutation": mutation}
+        return dict((await self._request(msg, "genome"))["genome"])
+
+    async def keep(self, prompt: str | None = None) -> dict[str, Any]:
+        """Save the blend at the current position as a genome (optional label); returns it."""
+        return dict((await self._request({"type": "keep", "prompt": prompt}, "genome"))["genome"])
+
+    async def record_start(self) -> None:
+        """Start recording this session's moves (the server sends no reply)."""
+        await self._check_open().send(json.dumps({"type": "record", "action": "start"}))
+
+    async def record_stop(self) -> dict[str, Any]:
+        """Stop and save the walk: {"type": "walk", "walk": id, "points": n, "seconds": s}."""
+        return await self._request({"type": "record", "action": "stop"}, "walk")
+
+    def latest_frame(self) -> Frame | None:
+        """The newest frame received (highest seq), or None before the first."""
+        return self._latest
+
+    async def frame_after(self, count: int) -> tuple[Frame, int]:
+        """The newest frame once more than `count` frames have arrived, and the new count."""
+        while self.frames_received <= count:
+            if self.orphan_errors:
+                raise self.orphan_errors.pop(0)
+            self._check_open()
+            assert self._frame_event is not None
+            await self._wait(self._frame_event.wait(), "frame")
+        assert self._latest is not None  # frames_received > count >= 0
+        return self._latest, self.frames_received
+
+    async def next_frame(self) -> Frame:
+        """Wait for the next frame to arrive (from a move, settings or corners)."""
+        return (await self.frame_after(self.frames_received))[0]
+
+    def frames(self) -> AsyncIterator[Frame]:
+        """Yield the newest frame each time frames arrive after this call; a slow consumer skips
+        frames, as the server does. Ends only with an error, e.g. BreederConnectionError on close."""
+        return self._frames(self.frames_received)  # counted now, not at the first `anext`
+
+    async def _frames(self, seen: int) -> AsyncIterator[Frame]:
+        while True:
+            frame, seen = await self.frame_after(seen)
+            yield frame
+
+
+def _blocking(name: str) -> Callable[..., Any]:
+    """A SyncBreederClient method that runs BreederClient.<name> on the background loop."""
+    @functools.wraps(getattr(BreederClient, name))
+    def call(self: SyncBreederClient, *args: Any, **kwargs: Any) -> Any:
+        return self._run(getattr(self.client, name)(*args, **kwargs))
+    return call
+
+
+class SyncBreederClient:
+    """BreederClient's API, blocking: an event loop runs in a background thread. For notebooks:
+
+        with SyncBreederClient("ws://127.0.0.1:8000/ws") as c:
+            c.set_corners(["a cat", "a dog", "a fox", "an owl"])
+            c.move(0.5, 0.5).image
+    """
+
+    def __init__(self, url: str = DEFAULT_URL, *, token: str | None = None, timeout: float = 60.0) -> None:
+        self.client = BreederClient(url, token=token, timeout=timeout)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="breeder-client-loop", daemon=True)
+        self._thread.start()
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._loop.is_closed():
+            coro.close()
+            raise RuntimeError("this client is closed")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def __enter__(self) -> SyncBreederClient:
+        return self.connect()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def connect(self) -> SyncBreederClient:
+        try:
+            self._run(self.client.connect())
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        """Close the socket and stop the background loop (safe to call twice)."""
+        if self._loop.is_closed():
+            return
+        try:
+            self._run(self.client.close())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+
+    @property
+    def hello(self) -> dict[str, Any]:
+        return self.client.hello
+
+    def latest_frame(self) -> Frame | None:
+        return self.client.latest_frame()
+
+    def frames(self) -> Iterator[Frame]:
+        """Yield the newest frame each time frames arrive after this call (see BreederClient.frames)."""
+        return self._frames(self.client.frames_received)  # counted now, not at the first `next`
+
+    def _frames(self, seen: int) -> Iterator[Frame]:
+        while True:
+            frame, seen = self._run(self.client.frame_after(seen))
+            yield frame
+
+    set_corners = _blocking("set_corners")
+    settings = _blocking("settings")
+    move = _blocking("move")
+    move_nowait = _blocking("move_nowait")
+    breed = _blocking("breed")
+    keep = _blocking("keep")
+    record_start = _blocking("record_start")
+    record_stop = _blocking("record_stop")
+    next_frame = _blocking("next_frame")
