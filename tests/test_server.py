@@ -385,3 +385,38 @@ def test_non_loopback_host_needs_token(capsys):
     assert main(["serve", "--model", "tiny", "--host", "0.0.0.0", "--port", "1"]) == 2
     err = capsys.readouterr().err
     assert "--token" in err and "Traceback" not in err
+
+
+async def test_recorded_walk_exports_mp4_and_rerenders_offline(server, renderer, tmp_path):
+    from server.video import probe, read_video_frames
+    from server.walk_render import render_walk
+    from server.walks import Walk, resample
+
+    c = await Client.connect(server.ws)
+    await c.setup(size=64)
+    await c.send({"type": "record", "action": "start"})
+    for i in range(6):
+        await c.send({"type": "move", "x": i / 5, "y": 1 - i / 5, "seq": 10 + i})
+        await c.frame(10 + i)
+    await c.send({"type": "record", "action": "stop"})
+    walk_id = (await c.json("walk"))["walk"]
+    await c.close()
+
+    walk = Walk.from_json(httpx.get(f"{server.http}/api/walks/{walk_id}").json()["walk"])
+    fps = 20
+    expected = len(resample(walk.points, fps))
+    r = httpx.get(f"{server.http}/api/walks/{walk_id}/video.mp4", params={"fps": fps, "width": 64, "height": 64}, timeout=TIMEOUT)
+    assert r.status_code == 200 and r.headers["content-type"] == "video/mp4"
+    path = tmp_path / "walk.mp4"
+    path.write_bytes(r.content)
+    info = probe(path)
+    assert (info["frames"], info["width"], info["height"], info["codec"]) == (expected, 64, 64, "h264")
+    served = read_video_frames(path)
+    offline = list(render_walk(walk, renderer, fps=fps))
+    assert len(offline) == expected
+    # the same frames, up to H.264's loss: each served frame is nearer its offline twin than the other end
+    diff = lambda a, b: np.abs(a.astype(int) - b.astype(int)).mean()  # noqa: E731
+    assert diff(served[-1], offline[-1]) < diff(served[-1], offline[0])
+    assert diff(served[0], offline[0]) < diff(served[0], offline[-1])
+    bad = httpx.get(f"{server.http}/api/walks/{walk_id}/video.mp4", params={"fps": "fast"})
+    assert bad.status_code == 400 and bad.json()["code"] == "bad_value"
