@@ -359,19 +359,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _quiet_libraries() -> None:
+    """Keep library chatter (deprecations, optional-backend notices) out of the user's terminal.
+    Environment variables, not imports: client commands must start without loading torch."""
+    import os
     import warnings
 
     warnings.filterwarnings("ignore", category=FutureWarning)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     for name in ("transformers", "diffusers"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        import diffusers.utils.logging as dl
-        import transformers.utils.logging as tl
 
-        tl.set_verbosity_error()
-        dl.set_verbosity_error()
-    except Exception:  # noqa: BLE001 — quieting is best effort
-        pass
+
+# Errors whose message is meant for the user: printed as one line. Looked up by module so that
+# the CLI imports none of the heavy modules a command did not use.
+USER_ERRORS = (
+    ("server.genome", "GenomeError"),
+    ("server.models", "ModelLoadError"),
+    ("server.renderer", "RenderError"),
+    ("server.scene", "SceneError"),
+    ("server.walks", "WalkError"),
+    ("server.serve", "ServeError"),
+)
+
+
+def _is_user_error(e: BaseException) -> bool:
+    if isinstance(e, CliError):
+        return True
+    for module, name in USER_ERRORS:
+        cls = getattr(sys.modules.get(module), name, None)
+        if cls is not None and isinstance(e, cls):
+            return True
+    return False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -382,21 +401,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     _quiet_libraries()
-    from .genome import GenomeError
-    from .models import ModelLoadError
-    from .renderer import RenderError
-    from .scene import SceneError
-
-    known: tuple[type[BaseException], ...] = (CliError, GenomeError, ModelLoadError, RenderError, SceneError)
-    try:
-        from .walks import WalkError
-
-        known += (WalkError,)
-    except ImportError:
-        pass
     try:
         result = args.func(args)
-    except known as e:
+    except Exception as e:
+        if not _is_user_error(e):
+            raise
         print(f"sdxl-breeder {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
