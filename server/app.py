@@ -7,6 +7,7 @@ Errors are JSON `{"type": "error", "code", "message"}` with a 4xx status; never 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import ipaddress
 import logging
@@ -14,7 +15,7 @@ import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -300,7 +301,8 @@ def create_app(breeder: Breeder, security: Security = Security(), *, on_shutdown
         log.exception("unhandled error on %s", request.url.path, exc_info=exc)
         return error(p.ErrorCode.INTERNAL, f"internal error ({type(exc).__name__})", 500)
 
-    async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         if on_shutdown is not None:
             await on_shutdown()
