@@ -1,0 +1,57 @@
+// REST helpers. A `?token=X` on the page URL is passed on: as `Authorization: Bearer X` on
+// fetches, and as `?token=X` on URLs the browser loads by itself (images, downloads, the socket).
+
+export const token = new URLSearchParams(location.search).get("token") || null;
+
+/** `path` with the token added as a query parameter (for <img src>, <a href>, the websocket). */
+export function withToken(path) {
+  if (!token) return path;
+  return path + (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
+}
+
+export function wsUrl() {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return withToken(`${scheme}//${location.host}/ws`);
+}
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** fetch JSON with the token; throws ApiError with the server's {code, message}. */
+export async function api(path, { method = "GET", body } = {}) {
+  const headers = {};
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let res;
+  try {
+    res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (e) {
+    throw new ApiError(0, "network", `cannot reach the server (${e.message})`);
+  }
+  if (res.status === 204) return null;
+  let data = null;
+  try {
+    data = await res.json();
+  } catch {
+    /* not JSON */
+  }
+  if (!res.ok) {
+    throw new ApiError(res.status, data?.code || "http", data?.message || `${method} ${path}: HTTP ${res.status}`);
+  }
+  return data;
+}
+
+const gid = (id) => encodeURIComponent(id);
+export const thumbUrl = (id) => withToken(`/api/genomes/${gid(id)}/thumbnail.jpg`);
+export const nokenUrl = (id) => withToken(`/api/genomes/${gid(id)}/embedding.safetensors`);
+export const videoUrl = (walkId, fps = 12) => withToken(`/api/walks/${gid(walkId)}/video.mp4?fps=${fps}`);
+
+export const listGenomes = () => api("/api/genomes?limit=200").then((d) => d.genomes);
+export const deleteGenome = (id) => api(`/api/genomes/${gid(id)}`, { method: "DELETE" });
+export const breedGenomes = (parents, seed, mutation) =>
+  api("/api/breed", { method: "POST", body: { parents, seed: seed ?? null, mutation } });
