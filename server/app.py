@@ -249,13 +249,17 @@ def create_app(breeder: Breeder, security: Security = Security(), *, on_shutdown
         return JSONResponse({"model": breeder.model_name, "warning": breeder.warning, "limits": limits.to_json(), "version": p.PROTOCOL_VERSION})
 
     async def websocket(ws: WebSocket) -> None:
+        refusal = None
         if not security.token_ok(ws):
-            await ws.close(code=POLICY_VIOLATION, reason="missing or wrong token")
-            return
-        if not security.origin_ok(ws):
-            await ws.close(code=POLICY_VIOLATION, reason="origin not allowed")
-            return
+            refusal = "missing or wrong token (use ?token= or Authorization: Bearer)"
+        elif not security.origin_ok(ws):
+            refusal = "origin not allowed (see --allow-origin)"
         await ws.accept()
+        if refusal is not None:
+            # Accept, then close with 1008 and a reason: a refused handshake would only show the
+            # client a bare HTTP 403. Nothing is read from or sent to a refused socket.
+            await ws.close(code=POLICY_VIOLATION, reason=refusal)
+            return
         await PadSocket(ws, breeder).run()
 
     # ------------------------------------------------------------------ wiring

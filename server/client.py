@@ -161,6 +161,8 @@ class BreederClient:
             hello = json.loads(await asyncio.wait_for(ws.recv(), self.timeout))
         except (ConnectionClosed, TimeoutError, ValueError, TypeError) as e:
             await ws.close()
+            if isinstance(e, ConnectionClosed) and e.rcvd is not None and e.rcvd.code == 1008:
+                raise BreederConnectionError(f"server at {where} refused the connection: {e.rcvd.reason}") from None
             why = "no answer in time" if isinstance(e, TimeoutError) else str(e)
             raise BreederConnectionError(f"server at {where} sent no hello: {why}") from None
         version = hello.get("version") if isinstance(hello, dict) and hello.get("type") == "hello" else None

@@ -265,6 +265,14 @@ _MESSAGES: dict[str, tuple[type, dict[str, Check], dict[str, Check]]] = {  # kin
     "record": (RecordMsg, {"action": _enum(("start", "stop"))}, {}),
     "keep": (KeepMsg, {}, {"prompt": _nullable(_PROMPT)}),
 }
+
+
+MESSAGE_TYPES = tuple(_MESSAGES)
+
+
+def message_type(msg: ClientMessage) -> str:
+    """The wire `type` of a parsed client message."""
+    return next(kind for kind, (cls, _, _) in _MESSAGES.items() if isinstance(msg, cls))
 _RENDER: dict[str, Check] = {**_SETTINGS, "x": _UNIT, "y": _UNIT, "template": _nullable(_template),
                              "format": _enum(("jpeg", "png"))}
 

@@ -74,10 +74,19 @@ def _fsync(path: Path) -> None:
             os.close(fd)
 
 
+def genome_origin(parents: list[str], seed: int | None) -> str:
+    """How a genome came to be: "prompt" (embedded), "breed" (crossover child, has a breed seed)
+    or "keep" (a blend point saved from the pad)."""
+    if not parents:
+        return "prompt"
+    return "breed" if seed is not None else "keep"
+
+
 def _genome_row(row: tuple[Any, ...]) -> dict[str, Any]:
     gid, prompt, parents, seed, mutation, created, length, widths, has_thumb = row
-    return {"id": gid, "prompt": prompt, "parents": json.loads(parents), "seed": seed,
-            "mutation": mutation, "created": created, "length": length,
+    parent_ids = json.loads(parents)
+    return {"id": gid, "prompt": prompt, "parents": parent_ids, "origin": genome_origin(parent_ids, seed),
+            "seed": seed, "mutation": mutation, "created": created, "length": length,
             "widths": json.loads(widths), "has_thumbnail": bool(has_thumb)}
 
 

@@ -39,6 +39,16 @@ class PadState:
     record_start: float = 0.0
 
 
+def _claimed_type(data: str | bytes, limits: p.Limits) -> str | None:
+    """The known `type` a rejected message claimed to be, if it was a JSON object at all."""
+    try:
+        obj = p.parse_json(data, limits)
+    except p.ProtocolError:
+        return None
+    kind = obj.get("type") if isinstance(obj, dict) else None
+    return kind if kind in p.MESSAGE_TYPES else None
+
+
 class PadSocket:
     def __init__(self, ws: WebSocket, breeder: Breeder) -> None:
         self.ws = ws
@@ -93,11 +103,16 @@ class PadSocket:
             data = message.get("text")
             if data is None:
                 data = message.get("bytes") or b""
+            msg = None
             try:
                 msg = p.parse_client_message(data, limits)
                 await self.handle(msg)
             except p.ProtocolError as e:
-                await self.send_json(e.to_json())
+                reply = e.to_json()
+                kind = p.message_type(msg) if msg is not None else _claimed_type(data, limits)
+                if kind is not None:
+                    reply["in_reply_to"] = kind  # lets clients pair errors with requests
+                await self.send_json(reply)
             except Exception as e:  # noqa: BLE001 — never a traceback to a client
                 log.exception("error handling a message")
                 await self.send_json(p.error_message(p.ErrorCode.INTERNAL, f"internal error ({type(e).__name__})"))

@@ -369,12 +369,14 @@ async def test_token_and_origin_are_enforced(tmp_path):
         assert httpx.get(live.http + "/api/genomes").status_code == 401
         assert httpx.get(live.http + "/api/genomes", headers={"Authorization": "Bearer s3cret"}).status_code == 200
         assert httpx.get(live.http + "/healthz").status_code == 200
-        with pytest.raises(websockets.InvalidStatus):
-            await websockets.connect(live.ws)
+        for url, origin, reason in [(live.ws, None, "token"), (live.ws + "?token=wrong", None, "token"),
+                                    (live.ws + "?token=s3cret", "http://evil.example", "origin")]:
+            refused = await websockets.connect(url, origin=origin)
+            with pytest.raises(websockets.ConnectionClosed) as info:
+                await asyncio.wait_for(refused.recv(), TIMEOUT)
+            assert info.value.rcvd.code == 1008 and reason in info.value.rcvd.reason
         ok = await Client.connect(live.ws + "?token=s3cret")
         await ok.close()
-        with pytest.raises(websockets.InvalidStatus):
-            await websockets.connect(live.ws + "?token=s3cret", origin="http://evil.example")
         same = await Client.connect(live.ws + "?token=s3cret", origin=f"http://127.0.0.1:{live.port}")
         await same.close()
 
@@ -393,7 +395,7 @@ async def test_recorded_walk_exports_mp4_and_rerenders_offline(server, renderer,
     from server.walks import Walk, resample
 
     c = await Client.connect(server.ws)
-    await c.setup(size=64)
+    await c.setup(size=64, corner_seeds=[1, 2, 3, 4])  # distinct noise per corner: distinct ends
     await c.send({"type": "record", "action": "start"})
     for i in range(6):
         await c.send({"type": "move", "x": i / 5, "y": 1 - i / 5, "seq": 10 + i})
@@ -420,3 +422,13 @@ async def test_recorded_walk_exports_mp4_and_rerenders_offline(server, renderer,
     assert diff(served[0], offline[0]) < diff(served[0], offline[-1])
     bad = httpx.get(f"{server.http}/api/walks/{walk_id}/video.mp4", params={"fps": "fast"})
     assert bad.status_code == 400 and bad.json()["code"] == "bad_value"
+
+
+async def test_errors_name_the_request_they_answer(server):
+    c = await Client.connect(server.ws)
+    await c.send({"type": "corners", "corners": CORNERS, "template": "[noken] [noken]"})
+    err = await c.json()
+    assert err["code"] == "bad_template" and err["in_reply_to"] == "corners"
+    await c.send("not json")
+    assert "in_reply_to" not in await c.json()
+    await c.close()
