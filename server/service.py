@@ -54,12 +54,15 @@ class Breeder:
 
     # ------------------------------------------------------------------ genomes
     async def genome_for_prompt(self, prompt: str) -> Genome:
-        known = self._by_prompt.get(prompt)
+        known = self._by_prompt.get(prompt) or await asyncio.to_thread(self.store.find_prompt, prompt)
         if known is not None:
             try:
-                return await asyncio.to_thread(self.store.get_genome, known)
-            except NotFound:
-                del self._by_prompt[prompt]
+                genome = await asyncio.to_thread(self.store.get_genome, known)
+                self.renderer.check_genome(genome)
+                self._by_prompt[prompt] = known
+                return genome
+            except (NotFound, GenomeError):
+                self._by_prompt.pop(prompt, None)  # deleted, or made by another model: embed anew
         try:
             genome = await self.loop.run(lambda: self.renderer.genome_from_prompt(prompt))
         except GenomeError as e:

@@ -194,6 +194,15 @@ class Store:
             return False
         return bool(self._query(f"SELECT 1 FROM genomes WHERE id = ? AND {_VISIBLE}", (genome_id,)))
 
+    def find_prompt(self, prompt: str) -> str | None:
+        """The newest genome embedded from exactly this prompt, so a prompt is stored once."""
+        rows = self._query(
+            f"SELECT id FROM genomes WHERE prompt = ? AND parents = '[]' AND {_VISIBLE} "
+            "ORDER BY created DESC LIMIT 1",
+            (prompt,),
+        )
+        return rows[0][0] if rows else None
+
     def genome_info(self, genome_id: str) -> dict[str, Any]:
         """Metadata plus `children`: the ids of genomes that list this one as a parent."""
         self._path(genome_id)

@@ -361,6 +361,8 @@ def test_restart_keeps_genomes_and_walks(tmp_path):
     with LiveServer(data) as second:
         listed = {g["id"] for g in httpx.get(second.http + "/api/genomes").json()["genomes"]}
         assert ids <= listed
+        again = httpx.post(second.http + "/api/genomes", json={"prompt": PROMPTS[0]}).json()["id"]
+        assert again in ids  # a prompt is stored once, across restarts
         assert httpx.get(f"{second.http}/api/walks/{wid}").status_code == 200
 
 

@@ -270,3 +270,18 @@ def test_concurrent_puts_all_land(store: Store) -> None:
 def test_notfound_message_is_plain() -> None:
     assert str(NotFound("no genome 0123456789abcdef")) == "no genome 0123456789abcdef"
     assert isinstance(NotFound("x"), KeyError)
+
+
+def test_find_prompt_returns_the_newest_plain_genome(tmp_path):
+    import time as _time
+
+    with Store(tmp_path) as store:
+        first = Genome(embeds=(torch.randn(77, 32), torch.randn(77, 64)), pool=((3, 1.0),), length=2, prompt="a cat")
+        store.put_genome(first)
+        later = Genome(embeds=first.embeds, pool=first.pool, length=2, prompt="a cat", created=_time.time() + 5)
+        store.put_genome(later)
+        kept = Genome(embeds=first.embeds, pool=first.pool, length=2, prompt="a dog", parents=(first.id,))
+        store.put_genome(kept)
+        assert store.find_prompt("a cat") == later.id
+        assert store.find_prompt("a dog") is None  # a labelled keep is not a prompt genome
+        assert store.find_prompt("nothing") is None
