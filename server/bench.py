@@ -4,8 +4,9 @@ Four phases, every number measured in the run that writes the JSON:
 
 1. naive baseline: the stock `StableDiffusionXLPipeline.__call__`, one frame per call (prompt,
    `num_inference_steps=1`, `guidance_scale=0.0`, height, width, generator): what the original
-   breeder did. It runs before any `--compile` / `--channels-last` is applied: the stock pipeline
-   as it was used.
+   breeder did. It always runs on the stock pipeline: with `--compile` / `--channels-last`, in
+   full before they are applied; otherwise in slices alternating with the renderer's (ROUNDS
+   rounds), so a load that comes and goes on a shared machine hits both alike.
 2. renderer: `Renderer.render` at each batch size, conditionings at distinct pad points (so the
    token blending and both text encoders do real work), after a warm-up call.
 3. end to end: a real server (uvicorn in a background thread, the app from `create_app`, sharing
@@ -29,11 +30,10 @@ import os
 import platform
 import re
 import socket
-import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -45,6 +45,7 @@ log = logging.getLogger("sdxl_breeder.bench")
 PROMPTS = ("a cat", "a red fox in the snow", "a drawing of a whippet sleeping", "neon city at night")
 FRAME_TIMEOUT_S = 120.0  # a frame slower than this means the server is stuck, not slow
 JSON_VERSION = 1
+ROUNDS = 3  # naive and renderer slices alternate this many times (when they can)
 
 
 class BenchError(RuntimeError):
@@ -66,15 +67,40 @@ class BenchOptions:
     seconds: float = 5.0
     max_batch: int = 8
     quality: int = 80
+    ws_deflate: bool = True  # permessage-deflate offered as `serve` offers it (uvicorn's default)
+    vae_chunk: int = 0  # experiment: decode batches in chunks of this many frames (0: whole batch)
     json_path: Path | None = None
     seed: int = 0
 
     def resolved_size(self) -> int:
         return self.size if self.size is not None else (256 if self.model == "tiny" else 512)
 
+    def command(self) -> str:
+        """The command line that repeats this run (minus --json)."""
+        parts = ["sdxl-breeder bench", f"--model {self.model}", f"--device {self.device}", f"--dtype {self.dtype}",
+                 f"--size {self.resolved_size()}", f"--vae {self.vae}"]
+        if self.tiny_vae_path:
+            parts.append(f"--tiny-vae-path {self.tiny_vae_path}")
+        if self.compile:
+            parts.append("--compile")
+        if self.channels_last is not None:
+            parts.append("--channels-last" if self.channels_last else "--no-channels-last")
+        parts += [f"--batches {','.join(map(str, self.batches))}", f"--clients {','.join(map(str, self.clients))}",
+                  f"--seconds {self.seconds:g}", f"--max-batch {self.max_batch}"]
+        if not self.ws_deflate:
+            parts.append("--no-ws-deflate")
+        if self.vae_chunk:
+            parts.append(f"--vae-chunk {self.vae_chunk}")
+        return " ".join(parts)
+
 
 def say(msg: str) -> None:
     print(msg, flush=True)
+
+
+def _busy(row: dict[str, Any]) -> str:
+    other = row.get("other_cpu")
+    return f"  [other processes used {100 * other:.0f}% of the CPUs]" if other else ""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -99,6 +125,30 @@ def client_path(client: int, step: int) -> tuple[float, float]:
     x = 0.5 + 0.45 * math.sin(2 * math.pi * (fx * t * 0.1) + px)
     y = 0.5 + 0.45 * math.sin(2 * math.pi * (fy * t * 0.1) + py)
     return round(x, 5), round(y, 5)
+
+
+class CpuMeter:
+    """The share of the machine's CPU time other processes used while a phase ran (Linux; None
+    elsewhere): benchmarks on a shared machine say how shared it was."""
+
+    def __init__(self) -> None:
+        self.start = self._read()
+
+    @staticmethod
+    def _read() -> tuple[int, int, int] | None:
+        try:
+            cpu = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+            own = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+            return sum(cpu), cpu[3] + cpu[4], int(own[11]) + int(own[12])  # total, idle+iowait, utime+stime
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def other_load(self) -> float | None:
+        end = self._read()
+        if self.start is None or end is None:
+            return None
+        total, idle, own = (b - a for a, b in zip(self.start, end))
+        return _r(max(0.0, (total - idle - own) / total), 2) if total > 0 else None
 
 
 def synchronizer(device: torch.device) -> Callable[[], None]:
@@ -163,71 +213,133 @@ def machine_info(device: torch.device, dtype: torch.dtype, vae_dtype: torch.dtyp
 
 
 # --------------------------------------------------------------------------- model phases
-def bench_naive(pipe: Any, size: int, seconds: float, device: torch.device) -> dict[str, Any]:
-    """The stock pipeline, one frame per call, cycling the four prompts and seeds."""
-    sync = synchronizer(device)
+@dataclass
+class Tally:
+    """Frames and seconds of one measured thing, summed over the slices (rounds) it ran in."""
 
-    def one(k: int) -> None:
-        gen = torch.Generator(device).manual_seed(k)
-        pipe(PROMPTS[k % 4], num_inference_steps=1, guidance_scale=0.0, height=size, width=size, generator=gen)
+    frames: int = 0
+    calls: int = 0
+    seconds: float = 0.0
+    warmup_s: float = 0.0
+    cpu: list[int] = field(default_factory=lambda: [0, 0, 0])  # total, idle, own CPU ticks
 
-    t = time.perf_counter()
-    one(0)
-    sync()
-    warm = time.perf_counter() - t
-    frames, t0 = 0, time.perf_counter()
-    while True:
-        one(frames + 1)
-        sync()
-        frames += 1
-        elapsed = time.perf_counter() - t0
-        if elapsed >= seconds and frames >= 3:
-            break
-    return {"frames": frames, "seconds": _r(elapsed), "fps": _r(frames / elapsed), "ms_per_frame": _r(1000 * elapsed / frames), "warmup_s": _r(warm)}
+    def add(self, frames: int, calls: int, seconds: float, meter: CpuMeter) -> None:
+        self.frames += frames
+        self.calls += calls
+        self.seconds += seconds
+        end = meter._read()
+        if meter.start is not None and end is not None:
+            self.cpu = [c + b - a for c, a, b in zip(self.cpu, meter.start, end)]
+
+    def other_cpu(self) -> float | None:
+        total, idle, own = self.cpu
+        return _r(max(0.0, (total - idle - own) / total), 2) if total > 0 else None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "frames": self.frames, "seconds": _r(self.seconds), "fps": _r(self.frames / self.seconds),
+            "ms_per_call": _r(1000 * self.seconds / self.calls), "warmup_s": _r(self.warmup_s), "other_cpu": self.other_cpu(),
+        }
 
 
-def bench_renderer(renderer: Any, scene: Any, size: int, batch: int, seconds: float, start: int = 0) -> dict[str, Any]:
-    """Repeated `renderer.render` of `batch` frames at distinct pad points (building the
-    conditionings is timed too, as in the server's render_ms)."""
-    sync = synchronizer(renderer.device)
-    k = start
+class NaiveBench:
+    """The stock pipeline, one frame per call, cycling the four prompts and seeds: exactly the
+    call the original breeder made per frame."""
 
-    def conds() -> list[Any]:
-        nonlocal k
-        out = []
-        for _ in range(batch):
-            x, y = pad_point(k)
-            out.append(scene.conditioning(x, y, seed=k % 8, width=size, height=size))
-            k += 1
+    def __init__(self, pipe: Any, size: int, device: torch.device) -> None:
+        self.pipe, self.size, self.device = pipe, size, device
+        self.sync = synchronizer(device)
+        self.k = 0
+        self.tally = Tally()
+
+    def _one(self) -> None:
+        gen = torch.Generator(self.device).manual_seed(self.k)
+        self.pipe(PROMPTS[self.k % 4], num_inference_steps=1, guidance_scale=0.0, height=self.size, width=self.size, generator=gen)
+        self.sync()
+        self.k += 1
+
+    def warm_up(self) -> None:
+        t = time.perf_counter()
+        self._one()
+        self.tally.warmup_s = time.perf_counter() - t
+
+    def run(self, seconds: float, min_calls: int = 1) -> None:
+        meter, calls, t0 = CpuMeter(), 0, time.perf_counter()
+        while True:
+            self._one()
+            calls += 1
+            elapsed = time.perf_counter() - t0
+            if elapsed >= seconds and calls >= min_calls:
+                break
+        self.tally.add(calls, calls, elapsed, meter)
+
+    def summary(self) -> dict[str, Any]:
+        out = self.tally.summary()
+        out["ms_per_frame"] = out.pop("ms_per_call")
         return out
 
-    t = time.perf_counter()
-    renderer.render(conds())
-    sync()
-    warm = time.perf_counter() - t
-    calls, t0 = 0, time.perf_counter()
-    while True:
-        frames = renderer.render(conds())
-        sync()
-        calls += 1
-        elapsed = time.perf_counter() - t0
-        if elapsed >= seconds and calls >= 2:
-            break
-    assert len(frames) == batch
-    n = calls * batch
-    return {
-        "batch": batch,
-        "frames": n,
-        "seconds": _r(elapsed),
-        "fps": _r(n / elapsed),
-        "ms_per_batch": _r(1000 * elapsed / calls),
-        "warmup_s": _r(warm),
-    }
+
+class RendererBench:
+    """Repeated `renderer.render` of `batch` frames at distinct pad points. Building the
+    conditionings (the token blend) is timed too, as it is in the server's render_ms."""
+
+    def __init__(self, renderer: Any, scene: Any, size: int, batch: int, start: int = 0) -> None:
+        self.renderer, self.scene, self.size, self.batch = renderer, scene, size, batch
+        self.sync = synchronizer(renderer.device)
+        self.k = start
+        self.tally = Tally()
+
+    def _one(self) -> None:
+        conds = []
+        for _ in range(self.batch):
+            x, y = pad_point(self.k)
+            conds.append(self.scene.conditioning(x, y, seed=self.k % 8, width=self.size, height=self.size))
+            self.k += 1
+        frames = self.renderer.render(conds)
+        self.sync()
+        assert len(frames) == self.batch
+
+    def warm_up(self) -> None:
+        t = time.perf_counter()
+        self._one()
+        self.tally.warmup_s = time.perf_counter() - t
+
+    def run(self, seconds: float, min_calls: int = 1) -> None:
+        meter, calls, t0 = CpuMeter(), 0, time.perf_counter()
+        while True:
+            self._one()
+            calls += 1
+            elapsed = time.perf_counter() - t0
+            if elapsed >= seconds and calls >= min_calls:
+                break
+        self.tally.add(calls * self.batch, calls, elapsed, meter)
+
+    def summary(self) -> dict[str, Any]:
+        out = {"batch": self.batch, **self.tally.summary()}
+        out["ms_per_batch"] = out.pop("ms_per_call")
+        return out
 
 
 def apply_channels_last(pipe: Any) -> None:
     pipe.unet.to(memory_format=torch.channels_last)
     pipe.vae.to(memory_format=torch.channels_last)
+
+
+def apply_vae_chunk(vae: Any, chunk: int) -> None:
+    """Experiment (what a renderer change would do): decode a batch `chunk` frames at a time, so
+    the decoder's full-resolution activations stay cache-sized on a CPU. Batch-1 calls (the naive
+    pipeline's) are unchanged."""
+    from diffusers.models.autoencoders.vae import DecoderOutput
+
+    decode = vae.decode
+
+    def chunked(z: torch.Tensor, return_dict: bool = True, **kwargs: Any) -> Any:
+        if z.shape[0] <= chunk:
+            return decode(z, return_dict=return_dict, **kwargs)
+        out = torch.cat([decode(part, return_dict=False, **kwargs)[0] for part in z.split(chunk)])
+        return DecoderOutput(sample=out) if return_dict else (out,)
+
+    vae.decode = chunked
 
 
 def apply_compile(pipe: Any, device: torch.device) -> tuple[dict[str, Any], Callable[[], None]]:
@@ -255,7 +367,7 @@ class BenchServer:
     """The app of `sdxl-breeder serve`, in this process: uvicorn on a background thread, on a
     free loopback port, with a temporary store, sharing the already built render loop."""
 
-    def __init__(self, renderer: Any, loop: Any, max_batch: int, warning: str | None) -> None:
+    def __init__(self, renderer: Any, loop: Any, max_batch: int, warning: str | None, ws_deflate: bool = True) -> None:
         import uvicorn
 
         from .app import Security, create_app
@@ -274,7 +386,7 @@ class BenchServer:
         # As serve.py runs uvicorn (websocket size limit, pings, lifespan); the rest is default.
         config = uvicorn.Config(
             app, log_config=None, log_level="warning", access_log=False, lifespan="on",
-            ws_max_size=self.limits.max_message_bytes, ws_ping_interval=20,
+            ws_max_size=self.limits.max_message_bytes, ws_ping_interval=20, ws_per_message_deflate=ws_deflate,
         )
         self.server = uvicorn.Server(config)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -453,6 +565,8 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         raise BenchError("--clients: give positive client counts, e.g. 1,8")
     if not 1 <= opts.max_batch <= 64:
         raise BenchError("--max-batch must be within [1, 64]")
+    if opts.vae_chunk < 0:
+        raise BenchError("--vae-chunk must be 0 (off) or a positive number of frames")
     started = time.perf_counter()
 
     say(f"[bench] loading model {opts.model} (device {opts.device}, dtype {opts.dtype}, vae {opts.vae}) …")
@@ -473,7 +587,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
     result: dict[str, Any] = {
         "version": JSON_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": "sdxl-breeder " + " ".join(sys.argv[1:]) if sys.argv and "sdxl-breeder" in sys.argv[0] else None,
+        "command": opts.command(),
         "machine": machine_info(model.device, model.dtype, model.vae_dtype),
         "config": {
             "model": model.name,
@@ -488,59 +602,94 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             "seconds": opts.seconds,
             "max_batch": opts.max_batch,
             "jpeg_quality": opts.quality,
+            "ws_deflate": opts.ws_deflate,
+            "vae_chunk": opts.vae_chunk,
         },
         "warmup_s": {"load_model": _r(load_s)},
     }
     try:
-        # 1. naive baseline, before any optimisation is applied: the pipeline as it was used.
+        # 1. naive baseline. It runs on the stock pipeline as it was used: before --compile and
+        # --channels-last. Without those, naive and renderer slices alternate in ROUNDS rounds, so
+        # a load that comes and goes on a shared machine hits both alike.
         per = opts.seconds / len(opts.batches)
-        say(f"[bench] naive stock pipeline, batch 1, {size}×{size}, ~{per:.1f} s …")
-        naive = on_render_thread(lambda: bench_naive(model.pipeline, size, per, model.device))
-        result["naive"] = naive
-        say(f"[bench]   naive: {naive['fps']:.2f} frames/s ({naive['ms_per_frame']:.1f} ms/frame)")
+        optimised = opts.compile or channels_last
+        rounds = 1 if optimised else ROUNDS
+        naive = NaiveBench(model.pipeline, size, model.device)
+        say(f"[bench] naive stock pipeline (batch 1, {size}×{size}): warm-up …")
+        on_render_thread(naive.warm_up)
+        if optimised:
+            say(f"[bench] naive: ~{per:.1f} s before the optimisations …")
+            on_render_thread(lambda: naive.run(per, min_calls=3))
 
         # 2. optimisations
+        if opts.vae_chunk > 0:
+            apply_vae_chunk(model.pipeline.vae, opts.vae_chunk)
+            say(f"[bench] experiment: the VAE decodes batches {opts.vae_chunk} frames at a time")
         if channels_last:
             on_render_thread(lambda: apply_channels_last(model.pipeline))
             say("[bench] channels_last applied to the UNet and VAE")
         scene = on_render_thread(lambda: Scene(tuple(renderer.genome_from_prompt(p) for p in PROMPTS)))  # type: ignore[arg-type]
-        if opts.compile:
-            say("[bench] torch.compile: wrapping the UNet and VAE decoder (the first calls compile; this can take minutes) …")
-            info, undo = apply_compile(model.pipeline, model.device)
-            t = time.perf_counter()
+        info: dict[str, Any] = {"ok": False}
+        undo: Callable[[], None] = lambda: None
+
+        def compiled_call(fn: Callable[[], Any]) -> Any:
+            """Run `fn` on the render thread; if compiled code fails there, go on uncompiled."""
             try:
-                on_render_thread(lambda: renderer.render([scene.conditioning(0.5, 0.5, width=size, height=size)]))
-                info["ok"] = True
+                return on_render_thread(fn)
             except Exception as e:  # noqa: BLE001 — compiling is optional; report and go on
+                if not info["ok"]:
+                    raise
                 on_render_thread(undo)
                 info["ok"] = False
                 info["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}"
-                say(f"[bench] NOTE: torch.compile failed, running uncompiled: {info['error']}")
+                say(f"[bench] NOTE: torch.compile failed, running uncompiled from here: {info['error']}")
+                return on_render_thread(fn)
+
+        if opts.compile:
+            say("[bench] torch.compile: wrapping the UNet and VAE decoder (the first calls compile; this can take minutes) …")
+            info, undo = apply_compile(model.pipeline, model.device)
+            info["ok"] = True
+            t = time.perf_counter()
+            compiled_call(lambda: renderer.render([scene.conditioning(0.5, 0.5, width=size, height=size)]))
             info["first_call_s"] = _r(time.perf_counter() - t)
             say(f"[bench]   first compiled call (batch 1): {info['first_call_s']:.1f} s")
             result["compile"] = info
             result["warmup_s"]["compile_first_call"] = info["first_call_s"]
 
-        # 3. renderer throughput per batch size
-        say(f"[bench] renderer throughput at batch sizes {','.join(map(str, opts.batches))}, ~{per:.1f} s each …")
-        rows = []
-        for i, b in enumerate(opts.batches):
-            row = on_render_thread(lambda b=b, i=i: bench_renderer(renderer, scene, size, b, per, start=1000 * i))
-            rows.append(row)
-            say(f"[bench]   batch {b:3d}: {row['fps']:8.2f} frames/s  {row['ms_per_batch']:9.1f} ms/batch  (warm-up {row['warmup_s']:.2f} s)")
+        # 3. renderer throughput per batch size (each warmed up first)
+        benches = [RendererBench(renderer, scene, size, b, start=1000 * i) for i, b in enumerate(opts.batches)]
+        for rb in benches:
+            compiled_call(rb.warm_up)
+            say(f"[bench] renderer batch {rb.batch}: warm-up {rb.tally.warmup_s:.2f} s")
+        say(
+            f"[bench] timing: renderer at batch sizes {','.join(map(str, opts.batches))}"
+            + ("" if optimised else " and the naive pipeline")
+            + f", {rounds} round(s) of ~{per / rounds:.2f} s each …"
+        )
+        for _ in range(rounds):
+            if not optimised:
+                on_render_thread(lambda: naive.run(per / rounds))
+            for rb in benches:
+                on_render_thread(lambda rb=rb: rb.run(per / rounds, min_calls=2 if rounds == 1 else 1))
+        result["naive"] = naive.summary()
+        n = result["naive"]
+        say(f"[bench]   naive:     {n['fps']:8.2f} frames/s  {n['ms_per_frame']:9.1f} ms/frame{_busy(n)}")
+        rows = [rb.summary() for rb in benches]
+        for row in rows:
+            say(f"[bench]   batch {row['batch']:3d}: {row['fps']:8.2f} frames/s  {row['ms_per_batch']:9.1f} ms/batch{_busy(row)}")
         result["renderer"] = rows
         best = max(rows, key=lambda r: r["fps"])
         result["renderer_best"] = {"batch": best["batch"], "fps": best["fps"]}
 
         # 4. end to end
-        if opts.compile and result["compile"].get("ok"):
+        if opts.compile and info["ok"]:
             missing = [b for b in range(1, opts.max_batch + 1) if b not in opts.batches]
             if missing:
                 say(f"[bench] compiling the server's other batch sizes {missing} …")
                 t = time.perf_counter()
                 for b in missing:
                     conds = [scene.conditioning(*pad_point(k), width=size, height=size) for k in range(b)]
-                    on_render_thread(lambda conds=conds: renderer.render(conds))
+                    compiled_call(lambda conds=conds: renderer.render(conds))
                 result["warmup_s"]["compile_server_batches"] = _r(time.perf_counter() - t)
         stamps: dict[tuple[int, int], tuple[float, float]] = {}
         render_batch = loop._render
@@ -554,18 +703,21 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
 
         loop._render = timed_render  # type: ignore[method-assign]
         e2e = []
-        with BenchServer(renderer, loop, opts.max_batch, model.warning) as server:
-            say(f"[bench] end to end: server on 127.0.0.1:{server.port} (max batch {opts.max_batch}) …")
+        with BenchServer(renderer, loop, opts.max_batch, model.warning, opts.ws_deflate) as server:
+            deflate = "on" if opts.ws_deflate else "off"
+            say(f"[bench] end to end: server on 127.0.0.1:{server.port} (max batch {opts.max_batch}, websocket deflate {deflate}) …")
             for n in opts.clients:
                 say(f"[bench]   {n} client(s) for {opts.seconds:g} s …")
+                meter = CpuMeter()
                 results, elapsed = asyncio.run(run_clients(server.port, n, opts.seconds, size, opts.quality, stamps))
                 row = summarize_clients(n, results, opts.seconds)
+                row["other_cpu"] = meter.other_load()
                 e2e.append(row)
                 errs = f"  ERRORS: {row['errors']}" if row["errors"] else ""
                 say(
                     f"[bench]   {n:3d} clients: {row['fps'] or 0:8.2f} frames/s, slowest client {row['client_fps_min'] or 0:.2f}, "
                     f"p50 {row['latency_ms']['p50'] or 0:.1f} ms, p95 {row['latency_ms']['p95'] or 0:.1f} ms, "
-                    f"overhead p50 {row['overhead_ms']['p50'] or 0:.2f} ms, mean batch {row['mean_batch'] or 0:.2f}{errs}"
+                    f"overhead p50 {row['overhead_ms']['p50'] or 0:.2f} ms, mean batch {row['mean_batch'] or 0:.2f}{_busy(row)}{errs}"
                 )
         result["end_to_end"] = e2e
     finally:
@@ -580,6 +732,9 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         result["machine"]["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
     except OSError:
         pass
+    others = [r.get("other_cpu") for r in [result["naive"], *result["renderer"], *result["end_to_end"]]]
+    others = [o for o in others if o is not None]
+    result["max_other_cpu"] = max(others) if others else None
     result["total_s"] = _r(time.perf_counter() - started)
     return result
 
@@ -600,7 +755,7 @@ def format_table(res: dict[str, Any]) -> str:
         lines.append(f"          {r['batch']:6d} {r['fps']:10.2f} {r['ms_per_batch']:10.1f} {r['fps'] / res['naive']['fps']:9.2f}")
     lines += [
         "",
-        f"end to end (max batch {c['max_batch']})",
+        f"end to end (max batch {c['max_batch']}, websocket permessage-deflate {'on' if c.get('ws_deflate', True) else 'off'})",
         "clients   frames/s  × naive  slowest   mean  p50 ms  p95 ms  overhead p50  mean batch",
     ]
     for r in res["end_to_end"]:
@@ -610,6 +765,9 @@ def format_table(res: dict[str, Any]) -> str:
             f"{r['latency_ms']['p50'] or 0:7.1f} {r['latency_ms']['p95'] or 0:7.1f} {r['overhead_ms']['p50'] or 0:13.2f} {r['mean_batch'] or 0:11.2f}"
         )
     lines += ["", f"renderer at best batch ({res['renderer_best']['batch']}) / naive: {res['ratios']['renderer_best_over_naive']:.2f}×"]
+    other = res.get("max_other_cpu")
+    if other is not None and other > 0.1:
+        lines += [f"WARNING: other processes used up to {100 * other:.0f}% of the CPUs during a phase: the numbers are disturbed."]
     return "\n".join(lines)
 
 
@@ -630,66 +788,79 @@ def main(opts: BenchOptions) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- plots
+def _label(r: dict[str, Any]) -> str:
+    c = r["config"]
+    extra = [k for k, on in (("compiled", c.get("compile")), ("channels_last", c.get("channels_last") and r["machine"]["device"] == "cpu"),
+                             (f"VAE chunk {c.get('vae_chunk')}", c.get("vae_chunk")), ("no ws deflate", c.get("ws_deflate") is False)) if on]
+    return f"{c['model']} {c['size']}², VAE {c['vae']}" + "".join(f", {e}" for e in extra)
+
+
+def _where(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    return m["gpu"] or f"{m['cpu_count']}-core CPU"
+
+
 def plot(paths: Sequence[Path], out: Path, prefix: str = "cpu") -> list[Path]:
-    """Frames/s against batch size (renderer, naive as a line) and latency against clients."""
+    """Three PNGs: frames/s against batch size (renderer; naive as a dotted line; end to end at its
+    mean batch), the same as a multiple of each run's own naive baseline, and latency against clients."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
 
     runs = [json.loads(Path(p).read_text(encoding="utf-8")) for p in paths]
     out.mkdir(parents=True, exist_ok=True)
     written = []
+    batches = sorted({row["batch"] for r in runs for row in r["renderer"]})
 
-    def label(r: dict[str, Any]) -> str:
-        c = r["config"]
-        return f"{c['model']} {c['size']}², VAE {c['vae']}" + (", compiled" if c.get("compile") else "")
+    def finish(fig: Any, ax: Any, name: str, title: str, xlabel: str, ylabel: str, xticks: list[int]) -> None:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(xticks)
+        ax.get_xaxis().set_major_formatter(ScalarFormatter())
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = out / f"{prefix}-{name}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    for i, r in enumerate(runs):
-        color = f"C{i}"
-        b = [row["batch"] for row in r["renderer"]]
-        f = [row["fps"] for row in r["renderer"]]
-        ax.plot(b, f, "o-", color=color, label=f"renderer, {label(r)}")
-        ax.axhline(r["naive"]["fps"], color=color, ls=":", label=f"naive stock pipeline, {label(r)}")
-        for row in r["end_to_end"]:
-            ax.plot([r["config"]["max_batch"]], [row["fps"]], marker="s", color=color, ls="none", mfc="none")
-    ax.plot([], [], marker="s", color="grey", ls="none", mfc="none", label="end to end (at max batch; one mark per client count)")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(sorted({row["batch"] for r in runs for row in r["renderer"]}))
-    ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax.set_xlabel("batch size (frames per render call)")
-    ax.set_ylabel("frames / s")
-    ax.set_ylim(bottom=0)
-    ax.set_title(f"Throughput vs batch size ({runs[0]['machine']['gpu'] or runs[0]['machine']['cpu_count'] and str(runs[0]['machine']['cpu_count']) + '-core CPU'})", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    p = out / f"{prefix}-fps-vs-batch.png"
-    fig.savefig(p)
-    plt.close(fig)
-    written.append(p)
+    for name, ratio in (("fps-vs-batch", False), ("speedup-vs-batch", True)):
+        fig, ax = plt.subplots(figsize=(7.0, 4.6), dpi=120)
+        for i, r in enumerate(runs):
+            color, base = f"C{i}", (r["naive"]["fps"] if ratio else 1.0)
+            ax.plot([row["batch"] for row in r["renderer"]], [row["fps"] / base for row in r["renderer"]], "o-", color=color, label=f"renderer: {_label(r)}")
+            if not ratio:
+                ax.axhline(r["naive"]["fps"], color=color, ls=":", lw=1.2, label=f"naive stock pipeline: {_label(r)}")
+            for row in r["end_to_end"]:
+                if row["mean_batch"]:
+                    ax.plot([row["mean_batch"]], [row["fps"] / base], marker="s", ms=8, color=color, ls="none", mfc="none")
+                    ax.annotate(f"{row['clients']} cl.", (row["mean_batch"], row["fps"] / base), textcoords="offset points", xytext=(6, -3), fontsize=7, color=color)
+        if ratio:
+            ax.axhline(1.0, color="black", ls=":", lw=1, label="naive stock pipeline (= 1)")
+            ax.axhline(2.0, color="grey", ls="--", lw=1, label="target for end to end (2×)")
+        ax.plot([], [], marker="s", ms=8, color="grey", ls="none", mfc="none", label="end to end, at its mean batch (label: clients)")
+        finish(
+            fig, ax, name,
+            f"{'Speed-up over the naive pipeline' if ratio else 'Throughput'} vs batch size ({_where(runs[0])})",
+            "batch size (frames per render call)", "× naive frames/s (same run)" if ratio else "frames / s", batches,
+        )
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    fig, ax = plt.subplots(figsize=(7.0, 4.6), dpi=120)
     for i, r in enumerate(runs):
         color = f"C{i}"
         n = [row["clients"] for row in r["end_to_end"]]
-        ax.plot(n, [row["latency_ms"]["p50"] for row in r["end_to_end"]], "o-", color=color, label=f"p50, {label(r)}")
-        ax.plot(n, [row["latency_ms"]["p95"] for row in r["end_to_end"]], "^--", color=color, label=f"p95, {label(r)}")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(sorted({row["clients"] for r in runs for row in r["end_to_end"]}))
-    ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax.set_xlabel("concurrent websocket clients")
-    ax.set_ylabel("move → frame latency (ms)")
-    ax.set_ylim(bottom=0)
-    ax.set_title("Pad-to-frame latency vs clients (client-measured)", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    p = out / f"{prefix}-latency-vs-clients.png"
-    fig.savefig(p)
-    plt.close(fig)
-    written.append(p)
+        ax.plot(n, [row["latency_ms"]["p50"] for row in r["end_to_end"]], "o-", color=color, label=f"p50: {_label(r)}")
+        ax.plot(n, [row["latency_ms"]["p95"] for row in r["end_to_end"]], "^--", color=color, label=f"p95: {_label(r)}")
+    finish(
+        fig, ax, "latency-vs-clients", f"Move → frame latency vs clients, client-measured ({_where(runs[0])})",
+        "concurrent websocket clients", "latency (ms)", sorted({row["clients"] for r in runs for row in r["end_to_end"]}),
+    )
     return written
 
 

@@ -167,7 +167,7 @@ def _bench(args: argparse.Namespace) -> None:
         model=args.model, device=args.device, dtype=args.dtype, size=args.size, vae=args.vae,
         tiny_vae_path=args.tiny_vae_path, compile=args.compile, channels_last=args.channels_last,
         batches=args.batches, clients=args.clients, seconds=args.seconds, max_batch=args.max_batch,
-        json_path=Path(args.json) if args.json else None,
+        ws_deflate=args.ws_deflate, vae_chunk=args.vae_chunk, json_path=Path(args.json) if args.json else None,
     )
     try:
         bench_main(opts)
@@ -196,6 +196,14 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clients", type=_int_list, default=(1, 8, 32), help="concurrent websocket clients per run (default 1,8,32)")
     p.add_argument("--seconds", type=float, default=5.0, help="seconds per client run; the renderer phases share as much (default 5)")
     p.add_argument("--max-batch", type=int, default=8, help="the server's max batch, as in serve (default 8)")
+    p.add_argument(
+        "--ws-deflate", action=argparse.BooleanOptionalAction, default=True,
+        help="offer websocket permessage-deflate, as serve does today (default on; frames are JPEG already)",
+    )
+    p.add_argument(
+        "--vae-chunk", type=int, default=0, metavar="N",
+        help="experiment: decode each batch N frames at a time (a renderer change under test; default 0 = whole batch)",
+    )
     p.add_argument("--json", help="write the results here (default bench-MODEL-DEVICE-SIZE-VAE.json)")
     p.set_defaults(func=_bench)
 

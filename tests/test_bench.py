@@ -1,0 +1,121 @@
+"""`sdxl-breeder bench` smoke test and the tiny-VAE option. No timing thresholds: benchmarks are
+measured and reported, not asserted."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from server.cli import main
+from server.scene import Scene
+from tests.conftest import PROMPTS
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def test_bench_smoke_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(["bench", "--model", "tiny", "--size", "64", "--batches", "1,2", "--clients", "2", "--seconds", "2", "--json", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "naive stock pipeline" in printed and "end to end" in printed
+
+    res = json.loads(out.read_text())
+    for key in ("machine", "config", "warmup_s", "naive", "renderer", "renderer_best", "end_to_end", "ratios"):
+        assert key in res, key
+    m = res["machine"]
+    for key in ("cpu", "torch", "diffusers", "device", "dtype"):
+        assert m[key], key
+    assert m["device"] == "cpu" or m["device"].startswith(("cuda", "mps"))
+    assert res["config"]["size"] == 64 and res["config"]["vae"] == "full"
+
+    assert _positive(res["naive"]["fps"]) and _positive(res["naive"]["ms_per_frame"])
+    assert [r["batch"] for r in res["renderer"]] == [1, 2]
+    for row in res["renderer"]:
+        assert _positive(row["fps"]) and _positive(row["ms_per_batch"]) and row["frames"] >= 2 * row["batch"]
+    assert res["renderer_best"]["batch"] in (1, 2)
+
+    (row,) = res["end_to_end"]
+    assert row["clients"] == 2 and row["errors"] == []
+    assert row["frames"] > 0
+    for key in ("fps", "client_fps_min", "client_fps_mean", "mean_batch"):
+        assert _positive(row[key]), key
+    assert row["client_fps_min"] <= row["client_fps_mean"]
+    assert 1 <= row["mean_batch"] <= 2
+    for key in ("p50", "p95"):
+        assert _positive(row["latency_ms"][key])
+    assert row["latency_ms"]["p50"] <= row["latency_ms"]["p95"]
+    assert _positive(row["render_ms"]["p50"])
+    assert row["overhead_ms"]["p50"] is not None
+    assert set(row["breakdown_ms_p50"]) == {"to_server", "queue", "render", "from_server"}
+
+    assert _positive(res["ratios"]["renderer_best_over_naive"])
+    assert _positive(res["ratios"]["end_to_end_over_naive"]["2"])
+
+
+def test_bench_rejects_bad_lists(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--batches", "0,2"])
+    assert "positive" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def tiny_vae_renderer():
+    from server.models import load_model
+    from server.renderer import Renderer
+
+    return Renderer(load_model("tiny", device="cpu", vae="tiny"))
+
+
+def test_tiny_vae_renders_frames(tiny_vae_renderer):
+    from diffusers import AutoencoderTiny
+
+    r = tiny_vae_renderer
+    assert isinstance(r.pipe.vae, AutoencoderTiny)
+    assert r.vae_scale_factor == 8
+    scene = Scene(tuple(r.genome_from_prompt(p) for p in PROMPTS))
+    conds = [scene.conditioning(x, y, seed=i, width=128, height=64) for i, (x, y) in enumerate([(0, 0), (0.3, 0.7), (1, 1)])]
+    frames = r.render(conds)
+    assert len(frames) == 3
+    for f in frames:
+        assert f.shape == (64, 128, 3) and f.dtype == np.uint8
+        assert np.isfinite(f.astype(np.float32)).all()
+    assert not np.array_equal(frames[0], frames[2])
+
+
+def test_tiny_vae_decode_matches_stock_pipeline(tiny_vae_renderer):
+    """With AutoencoderTiny swapped in, a corner frame still equals the stock pipeline's."""
+    import torch
+
+    r = tiny_vae_renderer
+    scene = Scene(tuple(r.genome_from_prompt(p) for p in PROMPTS))
+    ours = r.render([scene.conditioning(1.0, 0.0, seed=7, width=64, height=64)])[0]
+    ref = r.pipe(
+        PROMPTS[1], num_inference_steps=1, guidance_scale=0.0, height=64, width=64,
+        generator=torch.Generator("cpu").manual_seed(7), output_type="np",
+    ).images[0]
+    ref = (ref * 255).round().astype(np.uint8)
+    assert np.isfinite(ref).all()
+    assert int(np.abs(ours.astype(np.int16) - ref.astype(np.int16)).max()) <= 1
+
+
+def test_unknown_vae_is_a_load_error():
+    from server.models import ModelLoadError, load_model
+
+    with pytest.raises(ModelLoadError):
+        load_model("tiny", device="cpu", vae="medium")
+
+
+def test_bench_cuda_without_a_gpu_is_a_clean_error(capsys):
+    """The CUDA path is only exercised this far on machines without a GPU: device selection."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: run the bench there instead (docs/benchmarks.md)")
+    code = main(["bench", "--model", "tiny", "--device", "cuda", "--size", "64", "--batches", "1", "--clients", "1", "--seconds", "1"])
+    assert code == 2
+    assert "CUDA" in capsys.readouterr().err
