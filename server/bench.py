@@ -67,8 +67,8 @@ class BenchOptions:
     seconds: float = 5.0
     max_batch: int = 8
     quality: int = 80
-    ws_deflate: bool = True  # permessage-deflate offered as `serve` offers it (uvicorn's default)
-    vae_chunk: int = 0  # experiment: decode batches in chunks of this many frames (0: whole batch)
+    ws_deflate: bool = False  # websocket permessage-deflate; `serve` turns it off (frames are JPEG)
+    vae_chunk: int | None = None  # frames per VAE decode call; None: the renderer's default (4 on CPU)
     json_path: Path | None = None
     seed: int = 0
 
@@ -87,9 +87,9 @@ class BenchOptions:
             parts.append("--channels-last" if self.channels_last else "--no-channels-last")
         parts += [f"--batches {','.join(map(str, self.batches))}", f"--clients {','.join(map(str, self.clients))}",
                   f"--seconds {self.seconds:g}", f"--max-batch {self.max_batch}"]
-        if not self.ws_deflate:
-            parts.append("--no-ws-deflate")
-        if self.vae_chunk:
+        if self.ws_deflate:
+            parts.append("--ws-deflate")
+        if self.vae_chunk is not None:
             parts.append(f"--vae-chunk {self.vae_chunk}")
         return " ".join(parts)
 
@@ -325,23 +325,6 @@ def apply_channels_last(pipe: Any) -> None:
     pipe.vae.to(memory_format=torch.channels_last)
 
 
-def apply_vae_chunk(vae: Any, chunk: int) -> None:
-    """Experiment (what a renderer change would do): decode a batch `chunk` frames at a time, so
-    the decoder's full-resolution activations stay cache-sized on a CPU. Batch-1 calls (the naive
-    pipeline's) are unchanged."""
-    from diffusers.models.autoencoders.vae import DecoderOutput
-
-    decode = vae.decode
-
-    def chunked(z: torch.Tensor, return_dict: bool = True, **kwargs: Any) -> Any:
-        if z.shape[0] <= chunk:
-            return decode(z, return_dict=return_dict, **kwargs)
-        out = torch.cat([decode(part, return_dict=False, **kwargs)[0] for part in z.split(chunk)])
-        return DecoderOutput(sample=out) if return_dict else (out,)
-
-    vae.decode = chunked
-
-
 def apply_compile(pipe: Any, device: torch.device) -> tuple[dict[str, Any], Callable[[], None]]:
     """Wrap the UNet and the VAE decoder in torch.compile; returns (info, undo)."""
     import torch._dynamo as dynamo
@@ -367,7 +350,7 @@ class BenchServer:
     """The app of `sdxl-breeder serve`, in this process: uvicorn on a background thread, on a
     free loopback port, with a temporary store, sharing the already built render loop."""
 
-    def __init__(self, renderer: Any, loop: Any, max_batch: int, warning: str | None, ws_deflate: bool = True) -> None:
+    def __init__(self, renderer: Any, loop: Any, max_batch: int, warning: str | None, ws_deflate: bool = False) -> None:
         import uvicorn
 
         from .app import Security, create_app
@@ -565,7 +548,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         raise BenchError("--clients: give positive client counts, e.g. 1,8")
     if not 1 <= opts.max_batch <= 64:
         raise BenchError("--max-batch must be within [1, 64]")
-    if opts.vae_chunk < 0:
+    if opts.vae_chunk is not None and opts.vae_chunk < 0:
         raise BenchError("--vae-chunk must be 0 (off) or a positive number of frames")
     started = time.perf_counter()
 
@@ -576,7 +559,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
     if model.warning:
         say(f"[bench] note: {model.warning}")
     channels_last = opts.channels_last if opts.channels_last is not None else model.device.type == "cuda"
-    renderer = Renderer(model)
+    renderer = Renderer(model, vae_chunk=opts.vae_chunk)
     renderer.check_size(size, size)
     loop = RenderLoop(renderer, max_batch=opts.max_batch)
     loop.start()
@@ -603,7 +586,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             "max_batch": opts.max_batch,
             "jpeg_quality": opts.quality,
             "ws_deflate": opts.ws_deflate,
-            "vae_chunk": opts.vae_chunk,
+            "vae_chunk": renderer.vae_chunk,
         },
         "warmup_s": {"load_model": _r(load_s)},
     }
@@ -622,9 +605,6 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             on_render_thread(lambda: naive.run(per, min_calls=3))
 
         # 2. optimisations
-        if opts.vae_chunk > 0:
-            apply_vae_chunk(model.pipeline.vae, opts.vae_chunk)
-            say(f"[bench] experiment: the VAE decodes batches {opts.vae_chunk} frames at a time")
         if channels_last:
             on_render_thread(lambda: apply_channels_last(model.pipeline))
             say("[bench] channels_last applied to the UNet and VAE")

@@ -197,12 +197,12 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, default=5.0, help="seconds per client run; the renderer phases share as much (default 5)")
     p.add_argument("--max-batch", type=int, default=8, help="the server's max batch, as in serve (default 8)")
     p.add_argument(
-        "--ws-deflate", action=argparse.BooleanOptionalAction, default=True,
-        help="offer websocket permessage-deflate, as serve does today (default on; frames are JPEG already)",
+        "--ws-deflate", action=argparse.BooleanOptionalAction, default=False,
+        help="offer websocket permessage-deflate (default off, as in serve: frames are JPEG already)",
     )
     p.add_argument(
-        "--vae-chunk", type=int, default=0, metavar="N",
-        help="experiment: decode each batch N frames at a time (a renderer change under test; default 0 = whole batch)",
+        "--vae-chunk", type=int, default=None, metavar="N",
+        help="frames per VAE decode call (default: 4 on CPU, the whole batch on GPUs; 0 = whole batch)",
     )
     p.add_argument("--json", help="write the results here (default bench-MODEL-DEVICE-SIZE-VAE.json)")
     p.set_defaults(func=_bench)

@@ -30,6 +30,7 @@ from .renderer import Renderer
 from .scene import Scene
 
 log = logging.getLogger("sdxl_breeder.engine")
+COALESCE_MAX_S = 0.005  # longest wait for more sessions to join a batch
 T = TypeVar("T")
 
 
@@ -145,6 +146,7 @@ class RenderLoop:
         self._thread: threading.Thread | None = None
         self.jpeg_pool = concurrent.futures.ThreadPoolExecutor(max_workers=jpeg_workers, thread_name_prefix="jpeg")
         self.error: BaseException | None = None
+        self._last_render_s = 0.0
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -268,6 +270,7 @@ class RenderLoop:
                         self._cond.wait()
                     if self._stopping:
                         return
+                    self._coalesce()
                     batch, calls = self._take()
                 for fn, fut in calls:
                     if fut.set_running_or_notify_cancel():
@@ -285,6 +288,26 @@ class RenderLoop:
             for s in sessions:
                 if s.pending is not None:
                     s.deliver(s.pending, None, 0, 0.0, f"the render loop stopped: {e}")
+
+    def _coalesce(self) -> None:
+        """Under the lock: wait briefly for more sessions to join this batch.
+
+        Clients that each wait for their frame before moving again reply a few milliseconds
+        apart; rendering at the first move would split them into two alternating half batches.
+        The wait is a tenth of the last render, at most COALESCE_MAX_S, and only while fewer
+        sessions are pending than could share the batch."""
+        window = min(COALESCE_MAX_S, 0.1 * self._last_render_s)
+        if window <= 0:
+            return
+        target = min(self.max_batch, len(self._sessions))
+        deadline = time.perf_counter() + window
+        while not self._calls and not self._stopping:
+            if sum(1 for s in self._sessions if s.pending is not None) >= target:
+                return
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return
+            self._cond.wait(remaining)
 
     def _render(self, batch: list[tuple[Session, FrameJob]]) -> None:
         start = time.perf_counter()
@@ -305,6 +328,7 @@ class RenderLoop:
                 s.deliver(job, None, len(batch), 0.0, f"render failed: {type(e).__name__}: {e}")
             return
         ms = (time.perf_counter() - start) * 1000
+        self._last_render_s = ms / 1000
         self.metrics.frames.inc(len(batch))
         self.metrics.batch.observe(len(batch))
         self.metrics.render.observe(ms / 1000)

@@ -25,6 +25,7 @@ from .scene import Conditioning, Template, split_template
 log = logging.getLogger("sdxl_breeder.renderer")
 
 MAX_PROMPT_CHARS = 1000
+CPU_VAE_CHUNK = 4
 
 
 class RenderError(RuntimeError):
@@ -32,7 +33,7 @@ class RenderError(RuntimeError):
 
 
 class Renderer:
-    def __init__(self, model: LoadedModel, *, noise_cache: int = 64) -> None:
+    def __init__(self, model: LoadedModel, *, noise_cache: int = 64, vae_chunk: int | None = None) -> None:
         self.model = model
         self.pipe = model.pipeline
         self.device = model.device
@@ -46,6 +47,8 @@ class Renderer:
         self.latent_channels = int(self.pipe.unet.config.in_channels)
         self._noise: OrderedDict[tuple[int, int, int], Tensor] = OrderedDict()
         self._noise_cache = noise_cache
+        # Frames per VAE decode call: 0 means the whole batch.
+        self.vae_chunk = (CPU_VAE_CHUNK if self.device.type == "cpu" else 0) if vae_chunk is None else vae_chunk
 
     @property
     def name(self) -> str:
@@ -194,7 +197,10 @@ class Renderer:
             latents = latents * std_t / vae.config.scaling_factor + mean_t
         else:
             latents = latents / vae.config.scaling_factor
-        image = vae.decode(latents, return_dict=False)[0]
+        # On a CPU the decoder's full-resolution activations outgrow the caches above a few
+        # frames, so it decodes in chunks (measured in docs/benchmarks.md); GPUs take the batch.
+        chunk = self.vae_chunk or batch
+        image = torch.cat([vae.decode(part, return_dict=False)[0] for part in latents.split(chunk)])
 
         # 6. To uint8 exactly as diffusers' image processor does.
         image = (image / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().cpu().numpy()

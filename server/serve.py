@@ -84,6 +84,7 @@ def serve(opts: ServeOptions) -> None:
         log_level=opts.log_level,
         ws_max_size=limits.max_message_bytes,
         ws_ping_interval=20,
+        ws_per_message_deflate=False,  # frames are JPEG: deflating them again only costs time
         lifespan="on",
     )
     sys.stdout.flush()
