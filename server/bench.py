@@ -61,7 +61,7 @@ class BenchOptions:
     vae: str = "full"
     tiny_vae_path: str | None = None
     compile: bool = False
-    channels_last: bool | None = None  # None: on for CUDA
+    channels_last: bool = True  # as serve runs; applied after the naive phase
     batches: tuple[int, ...] = (1, 2, 4, 8, 16)
     clients: tuple[int, ...] = (1, 8, 32)
     seconds: float = 5.0
@@ -83,8 +83,8 @@ class BenchOptions:
             parts.append(f"--tiny-vae-path {self.tiny_vae_path}")
         if self.compile:
             parts.append("--compile")
-        if self.channels_last is not None:
-            parts.append("--channels-last" if self.channels_last else "--no-channels-last")
+        if not self.channels_last:
+            parts.append("--no-channels-last")
         parts += [f"--batches {','.join(map(str, self.batches))}", f"--clients {','.join(map(str, self.clients))}",
                   f"--seconds {self.seconds:g}", f"--max-batch {self.max_batch}"]
         if self.ws_deflate:
@@ -554,11 +554,14 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
 
     say(f"[bench] loading model {opts.model} (device {opts.device}, dtype {opts.dtype}, vae {opts.vae}) …")
     t = time.perf_counter()
-    model = load_model(opts.model, opts.device, opts.dtype, opts.seed, vae=opts.vae, tiny_vae_path=opts.tiny_vae_path)
+    # Loaded contiguous: the naive baseline is the stock pipeline as the original breeder ran it;
+    # channels_last (serve's default) is applied after the naive phase.
+    model = load_model(opts.model, opts.device, opts.dtype, opts.seed, vae=opts.vae, tiny_vae_path=opts.tiny_vae_path,
+                       channels_last=False)
     load_s = time.perf_counter() - t
     if model.warning:
         say(f"[bench] note: {model.warning}")
-    channels_last = opts.channels_last if opts.channels_last is not None else model.device.type == "cuda"
+    channels_last = opts.channels_last
     renderer = Renderer(model, vae_chunk=opts.vae_chunk)
     renderer.check_size(size, size)
     loop = RenderLoop(renderer, max_batch=opts.max_batch)

@@ -189,8 +189,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tiny-vae-path", help="weights for --vae tiny (e.g. a local madebyollin/taesdxl); default: seeded random")
     p.add_argument("--compile", action="store_true", help="torch.compile the UNet and VAE decoder (slow warm-up, reported apart)")
     p.add_argument(
-        "--channels-last", action=argparse.BooleanOptionalAction, default=None,
-        help="UNet/VAE in channels_last memory format (default: on for CUDA, off otherwise)",
+        "--channels-last", action=argparse.BooleanOptionalAction, default=True,
+        help="UNet/VAE in channels_last memory format, as serve runs (default on; applied after the naive phase)",
     )
     p.add_argument("--batches", type=_int_list, default=(1, 2, 4, 8, 16), help="renderer batch sizes (default 1,2,4,8,16)")
     p.add_argument("--clients", type=_int_list, default=(1, 8, 32), help="concurrent websocket clients per run (default 1,8,32)")
