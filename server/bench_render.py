@@ -128,7 +128,32 @@ class Tally:
         }
 
 
-class NaiveBench:
+class _Timed:
+    """A phase that times repeated calls of `_one`, each producing `frames_per_call` frames."""
+
+    tally: Tally
+    frames_per_call = 1
+
+    def _one(self) -> None:
+        raise NotImplementedError
+
+    def warm_up(self) -> None:
+        t = time.perf_counter()
+        self._one()
+        self.tally.warmup_s = time.perf_counter() - t
+
+    def run(self, seconds: float, min_calls: int = 1) -> None:
+        meter, calls, t0 = CpuMeter(), 0, time.perf_counter()
+        while True:
+            self._one()
+            calls += 1
+            elapsed = time.perf_counter() - t0
+            if elapsed >= seconds and calls >= min_calls:
+                break
+        self.tally.add(calls * self.frames_per_call, calls, elapsed, meter)
+
+
+class NaiveBench(_Timed):
     """The stock pipeline, one frame per call, cycling the four prompts and seeds: exactly the
     call the original breeder made per frame."""
 
@@ -144,33 +169,19 @@ class NaiveBench:
         self.sync()
         self.k += 1
 
-    def warm_up(self) -> None:
-        t = time.perf_counter()
-        self._one()
-        self.tally.warmup_s = time.perf_counter() - t
-
-    def run(self, seconds: float, min_calls: int = 1) -> None:
-        meter, calls, t0 = CpuMeter(), 0, time.perf_counter()
-        while True:
-            self._one()
-            calls += 1
-            elapsed = time.perf_counter() - t0
-            if elapsed >= seconds and calls >= min_calls:
-                break
-        self.tally.add(calls, calls, elapsed, meter)
-
     def summary(self) -> dict[str, Any]:
         out = self.tally.summary()
         out["ms_per_frame"] = out.pop("ms_per_call")
         return out
 
 
-class RendererBench:
+class RendererBench(_Timed):
     """Repeated `renderer.render` of `batch` frames at distinct pad points. Building the
     conditionings (the token blend) is timed too, as it is in the server's render_ms."""
 
     def __init__(self, renderer: Any, scene: Any, size: int, batch: int, start: int = 0) -> None:
         self.renderer, self.scene, self.size, self.batch = renderer, scene, size, batch
+        self.frames_per_call = batch
         self.sync = synchronizer(renderer.device)
         self.k = start
         self.tally = Tally()
@@ -184,21 +195,6 @@ class RendererBench:
         frames = self.renderer.render(conds)
         self.sync()
         assert len(frames) == self.batch
-
-    def warm_up(self) -> None:
-        t = time.perf_counter()
-        self._one()
-        self.tally.warmup_s = time.perf_counter() - t
-
-    def run(self, seconds: float, min_calls: int = 1) -> None:
-        meter, calls, t0 = CpuMeter(), 0, time.perf_counter()
-        while True:
-            self._one()
-            calls += 1
-            elapsed = time.perf_counter() - t0
-            if elapsed >= seconds and calls >= min_calls:
-                break
-        self.tally.add(calls * self.batch, calls, elapsed, meter)
 
     def summary(self) -> dict[str, Any]:
         out = {"batch": self.batch, **self.tally.summary()}
