@@ -37,8 +37,9 @@ log = logging.getLogger("sdxl_breeder.bench")
 
 from .bench_clients import PROMPTS, BenchError, BenchServer, _r, pad_point, run_clients, summarize_clients  # noqa: E402
 from .bench_render import (  # noqa: E402
-    CpuMeter, NaiveBench, RendererBench, apply_channels_last, apply_compile, machine_info,
+    CpuMeter, NaiveBench, RendererBench, apply_channels_last, machine_info,
 )
+from .renderer import compile_pipeline as apply_compile  # noqa: E402
 
 JSON_VERSION = 1
 ROUNDS = 3  # naive and renderer slices alternate this many times (when they can)

@@ -205,23 +205,3 @@ class RendererBench(_Timed):
 def apply_channels_last(pipe: Any) -> None:
     pipe.unet.to(memory_format=torch.channels_last)
     pipe.vae.to(memory_format=torch.channels_last)
-
-
-def apply_compile(pipe: Any, device: torch.device) -> tuple[dict[str, Any], Callable[[], None]]:
-    """Wrap the UNet and the VAE decoder in torch.compile; returns (info, undo)."""
-    import torch._dynamo as dynamo
-
-    mode = "reduce-overhead" if device.type == "cuda" else "max-autotune-no-cudagraphs"
-    for attr in ("cache_size_limit", "recompile_limit"):  # one graph per batch size
-        if hasattr(dynamo.config, attr):
-            setattr(dynamo.config, attr, max(64, getattr(dynamo.config, attr)))
-    unet, decoder = pipe.unet, pipe.vae.decoder
-    pipe.unet = torch.compile(unet, mode=mode, dynamic=False)
-    pipe.vae.decoder = torch.compile(decoder, mode=mode, dynamic=False)
-
-    def undo() -> None:
-        pipe.unet = unet
-        pipe.vae.decoder = decoder
-        dynamo.reset()
-
-    return {"mode": mode, "dynamic": False, "modules": ["unet", "vae.decoder"]}, undo

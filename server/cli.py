@@ -119,6 +119,7 @@ def _serve(args: argparse.Namespace) -> None:
         model=args.model, device=args.device, dtype=args.dtype, host=args.host, port=args.port,
         max_batch=args.max_batch, data_dir=Path(args.data_dir), token=args.token, insecure=args.insecure,
         allow_origins=tuple(args.allow_origin or ()), log_level="debug" if args.verbose else "info",
+        compile=args.compile, threads=args.threads,
     )
     try:
         serve(opts)
@@ -144,6 +145,12 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         "--allow-origin", action="append", metavar="ORIGIN",
         help="also accept browser pages from this origin (e.g. http://localhost:5173); repeatable",
     )
+    p.add_argument(
+        "--compile", action="store_true",
+        help="torch.compile the UNet and VAE decoder (CUDA graphs on CUDA); compiles every batch size at "
+        "start-up, which can take minutes; falls back to uncompiled if it fails",
+    )
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 can help on busy shared CPUs)")
     p.set_defaults(func=_serve)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -30,6 +30,27 @@ CPU_VAE_CHUNK = 4
 
 class RenderError(RuntimeError):
     pass
+
+
+def compile_pipeline(pipe: Any, device: torch.device) -> tuple[dict[str, Any], Callable[[], None]]:
+    """Wrap the UNet and the VAE decoder in `torch.compile` with static shapes: one graph per
+    batch size and frame size (CUDA graphs on CUDA). Returns (what was done, undo)."""
+    import torch._dynamo as dynamo
+
+    mode = "reduce-overhead" if device.type == "cuda" else "max-autotune-no-cudagraphs"
+    for attr in ("cache_size_limit", "recompile_limit"):  # one graph per batch size
+        if hasattr(dynamo.config, attr):
+            setattr(dynamo.config, attr, max(64, getattr(dynamo.config, attr)))
+    unet, decoder = pipe.unet, pipe.vae.decoder
+    pipe.unet = torch.compile(unet, mode=mode, dynamic=False)
+    pipe.vae.decoder = torch.compile(decoder, mode=mode, dynamic=False)
+
+    def undo() -> None:
+        pipe.unet = unet
+        pipe.vae.decoder = decoder
+        dynamo.reset()
+
+    return {"mode": mode, "dynamic": False, "modules": ["unet", "vae.decoder"]}, undo
 
 
 class Renderer:

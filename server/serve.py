@@ -6,6 +6,11 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .engine import RenderLoop
+    from .renderer import Renderer
 
 log = logging.getLogger("sdxl_breeder")
 
@@ -25,6 +30,8 @@ class ServeOptions:
     insecure: bool = False
     allow_origins: tuple[str, ...] = ()
     log_level: str = "info"
+    compile: bool = False
+    threads: int | None = None
 
 
 class ServeError(RuntimeError):
@@ -41,6 +48,29 @@ def check_security(opts: ServeOptions) -> None:
         )
 
 
+def compile_renderer(renderer: "Renderer", loop: "RenderLoop", max_batch: int) -> None:
+    """torch.compile the UNet and VAE decoder and compile every batch size at the default frame
+    size now, on the render thread (which owns the model and, on CUDA, its graphs), so the first
+    pads don't wait. Other frame sizes compile when first asked for."""
+    from .engine import Settings
+    from .renderer import compile_pipeline
+    from .scene import Scene
+
+    info, undo = loop.call(lambda: compile_pipeline(renderer.pipe, renderer.device)).result()
+    size = Settings().width if renderer.name != "tiny" else 256
+    genome = loop.call(lambda: renderer.genome_from_prompt("a cat")).result()
+    scene = Scene((genome,) * 4)
+    for batch in range(1, max_batch + 1):
+        log.info("torch.compile (%s): batch %d of %d at %d² … (the first compile can take minutes)", info["mode"], batch, max_batch, size)
+        conds = [scene.conditioning(0.5, 0.5, width=size, height=size)] * batch
+        try:
+            loop.call(lambda: renderer.render(conds)).result()
+        except Exception as e:  # noqa: BLE001 — compiling is an optimisation: fall back, loudly
+            log.warning("torch.compile failed (%s: %s); serving uncompiled", type(e).__name__, str(e).splitlines()[0][:200])
+            loop.call(undo).result()
+            return
+
+
 def serve(opts: ServeOptions) -> None:
     import uvicorn
 
@@ -55,6 +85,12 @@ def serve(opts: ServeOptions) -> None:
     check_security(opts)
     if not 1 <= opts.max_batch <= 64:
         raise ServeError("--max-batch must be within [1, 64]")
+    if opts.threads is not None:
+        if opts.threads < 1:
+            raise ServeError("--threads must be at least 1")
+        import torch
+
+        torch.set_num_threads(opts.threads)
     log.info("loading model %s …", opts.model)
     model = load_model(opts.model, opts.device, opts.dtype)
     if model.warning:
@@ -66,6 +102,8 @@ def serve(opts: ServeOptions) -> None:
     limits = Limits(max_batch=opts.max_batch)
     breeder = Breeder(renderer, loop, store, limits, model.warning)
     loop.start()
+    if opts.compile:
+        compile_renderer(renderer, loop, opts.max_batch)
 
     async def shutdown() -> None:
         loop.stop()
