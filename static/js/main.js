@@ -609,14 +609,16 @@ function onError(msg) {
   const E = P.ErrorCode;
   breeder.errors.push(msg);
   if (breeder.errors.length > 50) breeder.errors.shift();
+  // Servers name the request an error answers (in_reply_to); older ones don't, so fall back to the code.
+  const about = msg.in_reply_to;
   if (msg.code === E.BAD_TEMPLATE) {
     $("template").setAttribute("aria-invalid", "true");
     revertCorners();
-  } else if ((msg.code === E.BAD_PROMPT || msg.code === E.UNKNOWN_GENOME) && pendingCorners.length && !pendingBreeds) {
+  } else if (about ? about === "corners" : (msg.code === E.BAD_PROMPT || msg.code === E.UNKNOWN_GENOME) && pendingCorners.length && !pendingBreeds) {
     revertCorners();
-  } else if (msg.code === E.UNKNOWN_GENOME && pendingBreeds) {
-    pendingBreeds -= 1;
-  } else if (msg.code === E.NOT_RECORDING || (msg.code === E.BAD_VALUE && /recording/.test(msg.message))) {
+  } else if (about ? about === "breed" : msg.code === E.UNKNOWN_GENOME && pendingBreeds) {
+    pendingBreeds = Math.max(0, pendingBreeds - 1);
+  } else if (about ? about === "record" : msg.code === E.NOT_RECORDING || (msg.code === E.BAD_VALUE && /recording/.test(msg.message))) {
     state.recording = false;
     updateRecord();
   }
