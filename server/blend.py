@@ -54,11 +54,6 @@ def bilinear_weights(x: float, y: float) -> tuple[float, float, float, float]:
     return ((1.0 - x) * (1.0 - y), x * (1.0 - y), (1.0 - x) * y, x * y)
 
 
-def blend_weights_for_pool(x: float, y: float) -> tuple[float, float, float, float]:
-    """Corner weights for pooled embeddings; identical to bilinear_weights."""
-    return bilinear_weights(x, y)
-
-
 def lerp(a: Tensor, b: Tensor, t: float) -> Tensor:
     """Linear interpolation a*(1-t) + b*t; returns a exactly at t == 0 and b at t == 1.
 

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
 import numpy as np
@@ -82,13 +82,10 @@ class Outbox:
         self._item: Any = None
         self._event = asyncio.Event()
         self._on_replace = on_replace
-        self.replaced = 0
 
     def put(self, item: Any) -> None:
-        if self._item is not None:
-            self.replaced += 1
-            if self._on_replace is not None:
-                self._on_replace()
+        if self._item is not None and self._on_replace is not None:
+            self._on_replace()
         self._item = item
         self._event.set()
 
@@ -105,9 +102,15 @@ class Session:
 
     _ids = itertools.count(1)
 
-    def __init__(self, deliver: Callable[[FrameJob, np.ndarray | None, int, float, str | None], None]) -> None:
+    def __init__(
+        self,
+        deliver: Callable[[FrameJob, np.ndarray | None, int, float, str | None], None],
+        *,
+        one_shot: bool = False,
+    ) -> None:
         self.id = next(self._ids)
         self.deliver = deliver
+        self.one_shot = one_shot  # a REST render or video frame, not a pad: not counted as a session
         self.pending: FrameJob | None = None
         self.closed = False
 
@@ -181,7 +184,7 @@ class RenderLoop:
         self.metrics.sessions.set(self.session_count())
 
     def session_count(self) -> int:
-        return sum(1 for s in self._sessions if not getattr(s, "one_shot", False))
+        return sum(1 for s in self._sessions if not s.one_shot)
 
     def submit(self, session: Session, job: FrameJob) -> None:
         """Latest wins: a job replaces any not-yet-rendered job of the same session."""
@@ -225,8 +228,7 @@ class RenderLoop:
 
             loop.call_soon_threadsafe(settle)
 
-        session = Session(deliver)
-        session.one_shot = True  # type: ignore[attr-defined]
+        session = Session(deliver, one_shot=True)
         self.open(session)
         try:
             self.submit(session, job)
@@ -345,7 +347,3 @@ def frame_message(job: FrameJob, frame: np.ndarray, batch: int, render_ms: float
         render_ms=round(render_ms, 2), batch=batch,
     )
     return encode_frame(header, encode_image(frame, "jpeg", job.settings.quality))
-
-
-def with_settings(settings: Settings, **changes: Any) -> Settings:
-    return replace(settings, **{k: v for k, v in changes.items() if v is not None})

@@ -13,7 +13,7 @@ import random
 import secrets
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -193,9 +193,6 @@ def breed(
         mutation=mutation,
     )
 
-
-def with_prompt(genome: Genome, prompt: str | None) -> Genome:
-    return replace(genome, prompt=prompt)
 
 
 # ---------------------------------------------------------------------- textual inversion

@@ -32,13 +32,6 @@ class ResolvedScene:
     template: str | None
 
 
-def public(genome: Genome) -> dict[str, Any]:
-    meta = genome.metadata()
-    meta.pop("pool", None)
-    meta.pop("widths", None)
-    return meta
-
-
 class Breeder:
     def __init__(self, renderer: Renderer, loop: RenderLoop, store: Store, limits: Limits, warning: str | None = None) -> None:
         self.renderer = renderer
@@ -46,7 +39,6 @@ class Breeder:
         self.store = store
         self.limits = limits
         self.warning = warning
-        self._by_prompt: dict[str, str] = {}  # prompt → stored genome id, so a prompt is stored once
 
     @property
     def model_name(self) -> str:
@@ -54,21 +46,20 @@ class Breeder:
 
     # ------------------------------------------------------------------ genomes
     async def genome_for_prompt(self, prompt: str) -> Genome:
-        known = self._by_prompt.get(prompt) or await asyncio.to_thread(self.store.find_prompt, prompt)
+        # A prompt is embedded and stored once; the store finds it again (also after a restart).
+        known = await asyncio.to_thread(self.store.find_prompt, prompt)
         if known is not None:
             try:
                 genome = await asyncio.to_thread(self.store.get_genome, known)
                 self.renderer.check_genome(genome)
-                self._by_prompt[prompt] = known
                 return genome
             except (NotFound, GenomeError):
-                self._by_prompt.pop(prompt, None)  # deleted, or made by another model: embed anew
+                pass  # deleted meanwhile, or made by another model: embed anew
         try:
             genome = await self.loop.run(lambda: self.renderer.genome_from_prompt(prompt))
         except GenomeError as e:
             raise ProtocolError(ErrorCode.BAD_PROMPT, str(e)) from None
         await asyncio.to_thread(self.store.put_genome, genome)
-        self._by_prompt[prompt] = genome.id
         return genome
 
     async def get_genome(self, genome_id: str) -> Genome:

@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS genomes (
     mutation REAL NOT NULL, created REAL NOT NULL, length INTEGER NOT NULL,
     widths TEXT NOT NULL, thumbnail BLOB);
 CREATE INDEX IF NOT EXISTS genomes_created ON genomes (created DESC, id);
+CREATE INDEX IF NOT EXISTS genomes_prompt ON genomes (prompt);
 -- one row per (child, parent): indexed child lookup; rows outlive a deleted parent (history)
 CREATE TABLE IF NOT EXISTS lineage (child TEXT NOT NULL, parent TEXT NOT NULL,
     PRIMARY KEY (child, parent));

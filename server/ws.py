@@ -18,7 +18,7 @@ import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from . import protocol as p
-from .engine import FrameJob, Outbox, Session, Settings, frame_message, with_settings
+from .engine import FrameJob, Outbox, Session, Settings, frame_message
 from .scene import Scene
 from .service import Breeder
 from .walks import WALK_FORMAT, WALK_VERSION, Walk
@@ -134,11 +134,11 @@ class PadSocket:
                     raise p.ProtocolError(p.ErrorCode.TOO_LARGE, "recording is full; stop it to save the walk")
                 s.recording.append([round(time.perf_counter() - s.record_start, 4), msg.x, msg.y])
         elif isinstance(msg, p.SettingsMsg):
-            corner_seeds = None if msg.clear_corner_seeds else (msg.corner_seeds or s.settings.corner_seeds)
-            s.settings = with_settings(
-                s.settings, width=msg.width, height=msg.height, seed=msg.seed, blend=msg.blend, quality=msg.quality
-            )
-            s.settings = replace(s.settings, corner_seeds=corner_seeds)
+            changes = {k: getattr(msg, k) for k in ("width", "height", "seed", "blend", "quality", "corner_seeds")}
+            changes = {k: v for k, v in changes.items() if v is not None}
+            if msg.clear_corner_seeds:
+                changes["corner_seeds"] = None
+            s.settings = replace(s.settings, **changes)
             await self.send_json(p.settings_reply(s.settings.to_json()))
             self._want_frame()
         elif isinstance(msg, p.CornersMsg):

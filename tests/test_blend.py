@@ -15,7 +15,6 @@ from server.blend import (
     bilinear_weights,
     blend_bilinear,
     blend_noise,
-    blend_weights_for_pool,
     lerp,
     slerp_tensor,
     slerp_vectors,
@@ -42,7 +41,6 @@ def test_weights_sum_to_one_and_nonnegative(x: float, y: float) -> None:
     w = bilinear_weights(x, y)
     assert all(wi >= 0.0 for wi in w)
     assert math.isclose(sum(w), 1.0, abs_tol=1e-12)
-    assert blend_weights_for_pool(x, y) == w
 
 
 @pytest.mark.parametrize(("pos", "idx"), list(CORNER_POS.items()))
