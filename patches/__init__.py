@@ -1,1 +1,1 @@
-"""Runtime patches for third-party libraries. See README.md in this folder."""
+"""The CLIP token-embedding patch (see README.md beside this file)."""

@@ -66,9 +66,9 @@ def _seed(value: str) -> int:
 def _render(args: argparse.Namespace) -> None:
     from PIL import Image
 
-    from .models import load_model
-    from .renderer import Renderer
-    from .scene import Scene
+    from sdxl_breeder.model.loading import load_model
+    from sdxl_breeder.model.renderer import Renderer
+    from sdxl_breeder.model.scene import Scene
 
     out = Path(args.out)
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
@@ -113,7 +113,7 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
 
 # --------------------------------------------------------------------------- serve
 def _serve(args: argparse.Namespace) -> None:
-    from .serve import ServeError, ServeOptions, serve
+    from sdxl_breeder.web.serve import ServeError, ServeOptions, serve
 
     opts = ServeOptions(
         model=args.model, device=args.device, dtype=args.dtype, host=args.host, port=args.port,
@@ -166,7 +166,7 @@ def _int_list(value: str) -> tuple[int, ...]:
 
 
 def _bench(args: argparse.Namespace) -> None:
-    from .bench import BenchError, BenchOptions, main as bench_main
+    from sdxl_breeder.bench.main import BenchError, BenchOptions, main as bench_main
 
     if args.seconds <= 0:
         raise CliError("--seconds must be positive")
@@ -234,9 +234,9 @@ def _number(value: str) -> float:
 def _walk(args: argparse.Namespace) -> None:
     import asyncio
 
-    from .client import BreederClient, BreederConnectionError, BreederError
-    from .walk_render import check_video_out, stream_walk_video
-    from .walks import Walk, scripted_walk
+    from sdxl_breeder.client import BreederClient, BreederConnectionError, BreederError
+    from sdxl_breeder.walks.render import check_video_out, stream_walk_video
+    from sdxl_breeder.walks.paths import Walk, scripted_walk
 
     walk = scripted_walk(args.path, args.corners, seconds=args.seconds, fps=args.fps, template=args.template,
                          blend=args.blend, seed=args.seed, width=args.width, height=args.height,
@@ -271,7 +271,7 @@ def _wrote(info: dict[str, object], extra: str = "") -> None:
 
 
 def _add_walk(sub: argparse._SubParsersAction) -> None:
-    from .walks import BLENDS, PATH_KINDS
+    from sdxl_breeder.walks.paths import BLENDS, PATH_KINDS
 
     p = sub.add_parser(
         "walk",
@@ -305,17 +305,17 @@ def _add_walk(sub: argparse._SubParsersAction) -> None:
 
 
 def _render_walk(args: argparse.Namespace) -> None:
-    from .models import load_model
-    from .renderer import Renderer
-    from .walk_render import check_video_out, write_walk_video
-    from .walks import Walk, WalkError
+    from sdxl_breeder.model.loading import load_model
+    from sdxl_breeder.model.renderer import Renderer
+    from sdxl_breeder.walks.render import check_video_out, write_walk_video
+    from sdxl_breeder.walks.paths import Walk, WalkError
 
     walk = Walk.load(args.file)
     check_video_out(args.out, args.fps)
     store = None
     missing = [(i, c.genome) for i, c in enumerate(walk.corners) if c.genome]
     if missing and Path(args.data_dir).is_dir():  # look genomes up before the slow model load
-        from .store import Store
+        from sdxl_breeder.store import Store
 
         try:
             store = Store(args.data_dir)
@@ -389,12 +389,12 @@ def _quiet_libraries() -> None:
 # Errors whose message is meant for the user: printed as one line. Looked up by module so that
 # the CLI imports none of the heavy modules a command did not use.
 USER_ERRORS = (
-    ("server.genome", "GenomeError"),
-    ("server.models", "ModelLoadError"),
-    ("server.renderer", "RenderError"),
-    ("server.scene", "SceneError"),
-    ("server.walks", "WalkError"),
-    ("server.serve", "ServeError"),
+    ("sdxl_breeder.model.genome", "GenomeError"),
+    ("sdxl_breeder.model.loading", "ModelLoadError"),
+    ("sdxl_breeder.model.renderer", "RenderError"),
+    ("sdxl_breeder.model.scene", "SceneError"),
+    ("sdxl_breeder.walks.paths", "WalkError"),
+    ("sdxl_breeder.web.serve", "ServeError"),
 )
 
 

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .genome import ID_LENGTH, Genome, GenomeError, is_valid_id, new_id
-from .walks import Walk, WalkError
+from sdxl_breeder.model.genome import ID_LENGTH, Genome, GenomeError, is_valid_id, new_id
+from sdxl_breeder.walks.paths import Walk, WalkError
 
 log = logging.getLogger("sdxl_breeder.store")
 

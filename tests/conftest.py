@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from server.cli import _quiet_libraries
+from sdxl_breeder.cli import _quiet_libraries
 
 _quiet_libraries()
 logging.getLogger("sdxl_breeder").setLevel(logging.INFO)
@@ -16,14 +16,14 @@ PROMPTS = ("a cat", "a red fox in the snow", "a drawing of a whippet sleeping", 
 
 @pytest.fixture(scope="session")
 def tiny_model():
-    from server.models import load_model
+    from sdxl_breeder.model.loading import load_model
 
     return load_model("tiny", device="cpu")
 
 
 @pytest.fixture(scope="session")
 def renderer(tiny_model):
-    from server.renderer import Renderer
+    from sdxl_breeder.model.renderer import Renderer
 
     return Renderer(tiny_model)
 
@@ -31,6 +31,6 @@ def renderer(tiny_model):
 @pytest.fixture(scope="session")
 def stock_pipeline():
     """A second, independent tiny pipeline for stock-diffusers comparisons (tests may mutate it)."""
-    from server.models import load_model
+    from sdxl_breeder.model.loading import load_model
 
     return load_model("tiny", device="cpu").pipeline

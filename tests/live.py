@@ -26,7 +26,7 @@ class LiveServer:
         self.data_dir = Path(data_dir)
         self.log_path = self.data_dir.parent / f"server-{self.port}.log"
         self.args = [
-            sys.executable, "-m", "server.cli", "serve", "--model", model, "--port", str(self.port),
+            sys.executable, "-m", "sdxl_breeder.cli", "serve", "--model", model, "--port", str(self.port),
             "--data-dir", str(self.data_dir), *extra,
         ]
         self.startup_timeout = startup_timeout

@@ -36,14 +36,14 @@ def free_port() -> int:
 
 
 class PadServer:
-    """`python -m server.cli serve --model tiny` on a free loopback port, with its log in a file."""
+    """`python -m sdxl_breeder.cli serve --model tiny` on a free loopback port, with its log in a file."""
 
     def __init__(self, data_dir: Path, *extra: str, startup_timeout: float = 60.0) -> None:
         self.data_dir = Path(data_dir)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.data_dir.parent / f"pad-server-{self.port}.log"
-        self.args = [sys.executable, "-m", "server.cli", "serve", "--model", "tiny", "--port", str(self.port),
+        self.args = [sys.executable, "-m", "sdxl_breeder.cli", "serve", "--model", "tiny", "--port", str(self.port),
                      "--data-dir", str(self.data_dir), *extra]
         self.startup_timeout = startup_timeout
         self.proc: subprocess.Popen[bytes] | None = None

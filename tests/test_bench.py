@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from server.cli import main
-from server.scene import Scene
+from sdxl_breeder.cli import main
+from sdxl_breeder.model.scene import Scene
 from tests.conftest import PROMPTS
 
 
@@ -65,8 +65,8 @@ def test_bench_rejects_bad_lists(capsys):
 
 @pytest.fixture(scope="module")
 def tiny_vae_renderer():
-    from server.models import load_model
-    from server.renderer import Renderer
+    from sdxl_breeder.model.loading import load_model
+    from sdxl_breeder.model.renderer import Renderer
 
     return Renderer(load_model("tiny", device="cpu", vae="tiny"))
 
@@ -104,7 +104,7 @@ def test_tiny_vae_decode_matches_stock_pipeline(tiny_vae_renderer):
 
 
 def test_unknown_vae_is_a_load_error():
-    from server.models import ModelLoadError, load_model
+    from sdxl_breeder.model.loading import ModelLoadError, load_model
 
     with pytest.raises(ModelLoadError):
         load_model("tiny", device="cpu", vae="medium")

@@ -1,4 +1,4 @@
-"""Tests for server.blend: corner exactness, continuity, symmetry, norms, NaN safety."""
+"""Tests for sdxl_breeder.model.blend: corner exactness, continuity, symmetry, norms, NaN safety."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import Tensor
 
-from server.blend import (
+from sdxl_breeder.model.blend import (
     BLEND_MODES,
     bilinear_weights,
     blend_bilinear,

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from server.cli import main
-from server.scene import Scene
+from sdxl_breeder.cli import main
+from sdxl_breeder.model.scene import Scene
 from tests.conftest import PROMPTS
 
 
@@ -40,9 +40,9 @@ def test_render_writes_the_corner_frame(tmp_path, renderer, suffix):
 )
 def test_bad_arguments_give_one_clear_line(tmp_path, args, message):
     out = tmp_path / "x.png"
-    argv = [sys.executable, "-m", "server.cli", "render", "--model", "tiny", *args]
+    argv = [sys.executable, "-m", "sdxl_breeder.cli", "render", "--model", "tiny", *args]
     if "--out-missing" in args:
-        argv = [sys.executable, "-m", "server.cli", "render", "--prompt", "a"]
+        argv = [sys.executable, "-m", "sdxl_breeder.cli", "render", "--prompt", "a"]
     else:
         argv += ["--out", str(out)]
     r = subprocess.run(argv, capture_output=True, text=True, timeout=120, env={"HF_HUB_OFFLINE": "1", **__import__("os").environ})
@@ -52,6 +52,6 @@ def test_bad_arguments_give_one_clear_line(tmp_path, args, message):
 
 
 def test_help_lists_every_command():
-    r = subprocess.run([sys.executable, "-m", "server.cli", "--help"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([sys.executable, "-m", "sdxl_breeder.cli", "--help"], capture_output=True, text=True, timeout=60)
     for cmd in ("render", "serve"):
         assert cmd in r.stdout

@@ -18,9 +18,9 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
-from server.client import (BreederClient, BreederConnectionError, BreederError, Frame, SyncBreederClient,
+from sdxl_breeder.client import (BreederClient, BreederConnectionError, BreederError, Frame, SyncBreederClient,
                            normalize_url, redact)
-from server.protocol import FrameHeader, Limits, encode_frame, hello
+from sdxl_breeder.protocol import FrameHeader, Limits, encode_frame, hello
 
 GENOME = "0123456789abcdef"
 
@@ -49,7 +49,7 @@ def test_frame_decodes_header_and_image(tmp_path):
 
 
 def test_garbled_frame_is_a_protocol_error():
-    from server.protocol import ProtocolError
+    from sdxl_breeder.protocol import ProtocolError
 
     with pytest.raises(ProtocolError, match="truncated"):
         Frame.decode(b"\x00\x00\x01\x00{}")
@@ -98,7 +98,7 @@ async def test_closed_port_fails_fast_and_clearly():
 
 
 def test_cli_walk_closed_port_is_one_line(tmp_path, capsys):
-    from server.cli import main
+    from sdxl_breeder.cli import main
 
     port = _closed_port()
     code = main(["walk", "--server", f"127.0.0.1:{port}", "--corners", "a", "b", "c", "d", "--seconds", "0.5",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from server.cli import build_parser
+from sdxl_breeder.cli import build_parser
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -28,12 +28,12 @@ def test_every_cli_option_is_documented():
 def test_every_rest_route_is_documented(tiny_model, tmp_path):
     from starlette.routing import Route
 
-    from server.app import create_app
-    from server.engine import RenderLoop
-    from server.protocol import Limits
-    from server.renderer import Renderer
-    from server.service import Breeder
-    from server.store import Store
+    from sdxl_breeder.web.app import create_app
+    from sdxl_breeder.engine.loop import RenderLoop
+    from sdxl_breeder.protocol import Limits
+    from sdxl_breeder.model.renderer import Renderer
+    from sdxl_breeder.web.service import Breeder
+    from sdxl_breeder.store import Store
 
     renderer = Renderer(tiny_model)
     store = Store(tmp_path)

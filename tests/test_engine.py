@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from server.engine import FrameJob, RenderLoop, Session, Settings
-from server.scene import Scene
+from sdxl_breeder.engine.loop import FrameJob, RenderLoop, Session, Settings
+from sdxl_breeder.model.scene import Scene
 from tests.conftest import PROMPTS
 
 SMALL = Settings(width=64, height=64)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from server.genome import Genome, GenomeError, breed
-from server.scene import Scene, SceneError, pad_noken, split_template
+from sdxl_breeder.model.genome import Genome, GenomeError, breed
+from sdxl_breeder.model.scene import Scene, SceneError, pad_noken, split_template
 from tests.conftest import PROMPTS
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from server.models import ModelLoadError, build_random_pipeline, load_model, pick_device, pick_dtypes
+from sdxl_breeder.model.loading import ModelLoadError, build_random_pipeline, load_model, pick_device, pick_dtypes
 
 
 def test_tiny_is_deterministic_and_savable_for_stock_diffusers(tiny_model, tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from patches.clip_embeds import UnsupportedTransformers, check_transformers_version, sdxl_conditioning
+from sdxl_breeder.patches.clip_embeds import UnsupportedTransformers, check_transformers_version, sdxl_conditioning
 from tests.conftest import PROMPTS
 
 

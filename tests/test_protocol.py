@@ -1,4 +1,4 @@
-"""Tests for server.protocol: client message validation, REST bodies, replies and binary frames."""
+"""Tests for sdxl_breeder.protocol: client message validation, REST bodies, replies and binary frames."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.protocol import (
+from sdxl_breeder.protocol import (
     BLEND_MODES, CORNER_NAMES, NOKEN, PROTOCOL_VERSION, BreedMsg, Corner, CornersMsg, ErrorCode,
     FrameHeader, KeepMsg, Limits, MoveMsg, ProtocolError, RecordMsg, RenderRequest, SettingsMsg,
     corners_reply, decode_frame, encode_frame, error_message, genome_message, hello, parse_breed_request,

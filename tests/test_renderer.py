@@ -7,9 +7,9 @@ import pytest
 import torch
 from safetensors.torch import load
 
-from server.genome import textual_inversion_bytes
-from server.renderer import RenderError
-from server.scene import Scene
+from sdxl_breeder.model.genome import textual_inversion_bytes
+from sdxl_breeder.model.renderer import RenderError
+from sdxl_breeder.model.scene import Scene
 from tests.conftest import PROMPTS
 
 SIZE = 128
@@ -121,7 +121,7 @@ def test_template_corner_equals_stock_prompt(renderer, stock_pipeline):
 
 def test_textual_inversion_loads_into_stock_pipeline(renderer):
     """A noken exported as SDXL textual inversion encodes in stock diffusers like the engine's template."""
-    from server.models import load_model
+    from sdxl_breeder.model.loading import load_model
 
     pipe = load_model("tiny", device="cpu").pipeline  # fresh: loading TI adds tokens to it
     template = "a drawing in the style of [noken] of a whippet sleeping"

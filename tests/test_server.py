@@ -15,8 +15,8 @@ import websockets
 from PIL import Image
 from safetensors.torch import load as load_safetensors
 
-from server.protocol import decode_frame
-from server.scene import Scene
+from sdxl_breeder.protocol import decode_frame
+from sdxl_breeder.model.scene import Scene
 from tests.conftest import PROMPTS
 from tests.live import LiveServer
 
@@ -384,7 +384,7 @@ async def test_token_and_origin_are_enforced(tmp_path):
 
 
 def test_non_loopback_host_needs_token(capsys):
-    from server.cli import main
+    from sdxl_breeder.cli import main
 
     assert main(["serve", "--model", "tiny", "--host", "0.0.0.0", "--port", "1"]) == 2
     err = capsys.readouterr().err
@@ -392,9 +392,9 @@ def test_non_loopback_host_needs_token(capsys):
 
 
 async def test_recorded_walk_exports_mp4_and_rerenders_offline(server, renderer, tmp_path):
-    from server.video import probe, read_video_frames
-    from server.walk_render import render_walk
-    from server.walks import Walk, resample
+    from sdxl_breeder.walks.video import probe, read_video_frames
+    from sdxl_breeder.walks.render import render_walk
+    from sdxl_breeder.walks.paths import Walk, resample
 
     c = await Client.connect(server.ws)
     await c.setup(size=64, corner_seeds=[1, 2, 3, 4])  # distinct noise per corner: distinct ends

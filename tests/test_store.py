@@ -1,4 +1,4 @@
-"""Tests for server.store: real SQLite and real safetensors files in a temporary folder."""
+"""Tests for sdxl_breeder.store: real SQLite and real safetensors files in a temporary folder."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import torch
 
-from server.genome import Genome, GenomeError, breed
-from server.store import NotFound, Store
-from server.walks import Walk, WalkError, scripted_walk
+from sdxl_breeder.model.genome import Genome, GenomeError, breed
+from sdxl_breeder.store import NotFound, Store
+from sdxl_breeder.walks.paths import Walk, WalkError, scripted_walk
 
 CORNERS: list[Any] = [{"prompt": "a"}, {"prompt": "b"}, {"genome": "0123456789abcdef"}, {"prompt": "d"}]
 BAD_IDS: list[Any] = ["../../etc/passwd", "ABCDEF0123456789", "", "0123456/89abcdef", "0123456789abcde",

@@ -1,4 +1,4 @@
-"""Tests for server.video: writing MP4/GIF/PNG with PyAV and reading them back."""
+"""Tests for sdxl_breeder.walks.video: writing MP4/GIF/PNG with PyAV and reading them back."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from server.video import (
+from sdxl_breeder.walks.video import (
     VIDEO_FORMATS, VideoWriter, adjusted_size, encode_mp4_bytes, format_for_path, probe,
     read_video_frames,
 )

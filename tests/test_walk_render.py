@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server.cli import main
-from server.video import probe, read_video_frames
-from server.walk_render import render_walk, scene_for_walk, write_walk_video
-from server.walks import Walk, WalkError, scripted_walk
+from sdxl_breeder.cli import main
+from sdxl_breeder.walks.video import probe, read_video_frames
+from sdxl_breeder.walks.render import render_walk, scene_for_walk, write_walk_video
+from sdxl_breeder.walks.paths import Walk, WalkError, scripted_walk
 
 from tests.conftest import PROMPTS
 
@@ -101,7 +101,7 @@ def test_unknown_genome_is_a_walk_error(renderer, genomes):
 
 
 def test_bad_batch_and_size_fail_before_rendering(renderer, tmp_path):
-    from server.renderer import RenderError
+    from sdxl_breeder.model.renderer import RenderError
 
     walk = _walk(seconds=0.25, fps=8)
     with pytest.raises(WalkError, match="batch"):

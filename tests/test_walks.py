@@ -1,4 +1,4 @@
-"""Tests for server.walks: path generators, the walk file format and resampling."""
+"""Tests for sdxl_breeder.walks.paths: path generators, the walk file format and resampling."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from server.walks import (
+from sdxl_breeder.walks.paths import (
     MAX_WALK_FRAMES, PATH_KINDS, Corner, Walk, WalkError, WalkPoint, circle_path,
     frame_count, line_path, lissajous_path, make_path, polyline_path, random_path, resample,
     scripted_walk, spline_path,

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .blend import BLEND_MODES, bilinear_weights, blend_bilinear
-from .genome import MAX_TOKENS, Genome, GenomeError, merge_pools
+from sdxl_breeder.model.blend import BLEND_MODES, bilinear_weights, blend_bilinear
+from sdxl_breeder.model.genome import MAX_TOKENS, Genome, GenomeError, merge_pools
 
 NOKEN = "[noken]"
 

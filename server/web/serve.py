@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .engine import RenderLoop
-    from .renderer import Renderer
+    from sdxl_breeder.engine.loop import RenderLoop
+    from sdxl_breeder.model.renderer import Renderer
 
 log = logging.getLogger("sdxl_breeder")
 
@@ -39,7 +39,7 @@ class ServeError(RuntimeError):
 
 
 def check_security(opts: ServeOptions) -> None:
-    from .app import is_loopback
+    from sdxl_breeder.web.app import is_loopback
 
     if not is_loopback(opts.host) and opts.token is None and not opts.insecure:
         raise ServeError(
@@ -52,9 +52,9 @@ def compile_renderer(renderer: "Renderer", loop: "RenderLoop", max_batch: int) -
     """torch.compile the UNet and VAE decoder and compile every batch size at the default frame
     size now, on the render thread (which owns the model and, on CUDA, its graphs), so the first
     pads don't wait. Other frame sizes compile when first asked for."""
-    from .engine import Settings
-    from .renderer import compile_pipeline
-    from .scene import Scene
+    from sdxl_breeder.engine.loop import Settings
+    from sdxl_breeder.model.renderer import compile_pipeline
+    from sdxl_breeder.model.scene import Scene
 
     info, undo = loop.call(lambda: compile_pipeline(renderer.pipe, renderer.device)).result()
     size = Settings().width if renderer.name != "tiny" else 256
@@ -74,13 +74,13 @@ def compile_renderer(renderer: "Renderer", loop: "RenderLoop", max_batch: int) -
 def serve(opts: ServeOptions) -> None:
     import uvicorn
 
-    from .app import Security, create_app
-    from .engine import RenderLoop
-    from .models import load_model
-    from .protocol import Limits
-    from .renderer import Renderer
-    from .service import Breeder
-    from .store import Store
+    from sdxl_breeder.web.app import Security, create_app
+    from sdxl_breeder.engine.loop import RenderLoop
+    from sdxl_breeder.model.loading import load_model
+    from sdxl_breeder.protocol import Limits
+    from sdxl_breeder.model.renderer import Renderer
+    from sdxl_breeder.web.service import Breeder
+    from sdxl_breeder.store import Store
 
     check_security(opts)
     if not 1 <= opts.max_batch <= 64:

@@ -13,12 +13,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .engine import FrameJob, RenderLoop, Settings, encode_image
-from .genome import Genome, GenomeError, breed, textual_inversion_bytes
-from .protocol import Corner, ErrorCode, Limits, ProtocolError
-from .renderer import Renderer
-from .scene import Scene, SceneError
-from .store import NotFound, Store
+from sdxl_breeder.engine.loop import FrameJob, RenderLoop, Settings, encode_image
+from sdxl_breeder.model.genome import Genome, GenomeError, breed, textual_inversion_bytes
+from sdxl_breeder.protocol import Corner, ErrorCode, Limits, ProtocolError
+from sdxl_breeder.model.renderer import Renderer
+from sdxl_breeder.model.scene import Scene, SceneError
+from sdxl_breeder.store import NotFound, Store
 
 log = logging.getLogger("sdxl_breeder.service")
 

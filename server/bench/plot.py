@@ -1,4 +1,4 @@
-"""PNG plots of bench JSON files (docs/benchmarks.md): `python -m server.bench plot A.json B.json --out DIR`."""
+"""PNG plots of bench JSON files (docs/benchmarks.md): `python -m sdxl_breeder.bench plot A.json B.json --out DIR`."""
 
 from __future__ import annotations
 

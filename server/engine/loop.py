@@ -25,9 +25,9 @@ import numpy as np
 from PIL import Image
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from .protocol import FrameHeader, encode_frame
-from .renderer import Renderer
-from .scene import Scene
+from sdxl_breeder.protocol import FrameHeader, encode_frame
+from sdxl_breeder.model.renderer import Renderer
+from sdxl_breeder.model.scene import Scene
 
 log = logging.getLogger("sdxl_breeder.engine")
 COALESCE_MAX_S = 0.005  # longest wait for more sessions to join a batch

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import torch
 
-from .bench_clients import PROMPTS, _r, pad_point
+from sdxl_breeder.bench.clients import PROMPTS, _r, pad_point
 
 class CpuMeter:
     """The share of the machine's CPU time other processes used while a phase ran (Linux; None

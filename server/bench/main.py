@@ -17,7 +17,7 @@ Four phases, every number measured in the run that writes the JSON:
 All model work runs on the render loop's thread (through `RenderLoop.call`), the thread that owns
 the model in the server, so CUDA graphs and compiled code see one thread.
 
-`python -m server.bench plot A.json [B.json ...] --out DIR` draws the PNG plots of docs/benchmarks.md.
+`python -m sdxl_breeder.bench plot A.json [B.json ...] --out DIR` draws the PNG plots of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ from typing import Any, Callable
 
 log = logging.getLogger("sdxl_breeder.bench")
 
-from .bench_clients import PROMPTS, BenchError, BenchServer, _r, pad_point, run_clients, summarize_clients  # noqa: E402
-from .bench_render import (  # noqa: E402
+from sdxl_breeder.bench.clients import PROMPTS, BenchError, BenchServer, _r, pad_point, run_clients, summarize_clients  # noqa: E402
+from sdxl_breeder.bench.render import (  # noqa: E402
     CpuMeter, NaiveBench, RendererBench, apply_channels_last, machine_info,
 )
-from .renderer import compile_pipeline as apply_compile  # noqa: E402
+from sdxl_breeder.model.renderer import compile_pipeline as apply_compile  # noqa: E402
 
 JSON_VERSION = 1
 ROUNDS = 3  # naive and renderer slices alternate this many times (when they can)
@@ -101,10 +101,10 @@ def _busy(row: dict[str, Any]) -> str:
 
 # --------------------------------------------------------------------------- the run
 def run_bench(opts: BenchOptions) -> dict[str, Any]:
-    from .engine import RenderLoop
-    from .models import load_model
-    from .renderer import Renderer
-    from .scene import Scene
+    from sdxl_breeder.engine.loop import RenderLoop
+    from sdxl_breeder.model.loading import load_model
+    from sdxl_breeder.model.renderer import Renderer
+    from sdxl_breeder.model.scene import Scene
 
     size = opts.resolved_size()
     if opts.seconds <= 0:
@@ -336,18 +336,3 @@ def main(opts: BenchOptions) -> dict[str, Any]:
     say(f"\n[bench] wrote {path}")
     return res
 
-
-if __name__ == "__main__":  # python -m server.bench plot A.json [B.json ...] --out DIR [--prefix NAME]
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="python -m server.bench")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    pp = sub.add_parser("plot", help="PNG plots from bench JSON files")
-    pp.add_argument("json", nargs="+", type=Path)
-    pp.add_argument("--out", type=Path, default=Path("docs/bench"))
-    pp.add_argument("--prefix", default="cpu")
-    a = ap.parse_args()
-    from .bench_plot import plot
-
-    for written in plot(a.json, a.out, a.prefix):
-        print(f"wrote {written}")

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from . import protocol as p
-from .engine import FrameJob, Outbox, Session, Settings, frame_message
-from .scene import Scene
-from .service import Breeder
-from .walks import WALK_FORMAT, WALK_VERSION, Walk
+from sdxl_breeder import protocol as p
+from sdxl_breeder.engine.loop import FrameJob, Outbox, Session, Settings, frame_message
+from sdxl_breeder.model.scene import Scene
+from sdxl_breeder.web.service import Breeder
+from sdxl_breeder.walks.paths import WALK_FORMAT, WALK_VERSION, Walk
 
 log = logging.getLogger("sdxl_breeder.ws")
 

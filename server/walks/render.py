@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
-from .video import MAX_GIF_FPS, VideoWriter, format_for_path
-from .walks import Walk, WalkError, WalkPoint, resample
+from sdxl_breeder.walks.video import MAX_GIF_FPS, VideoWriter, format_for_path
+from sdxl_breeder.walks.paths import Walk, WalkError, WalkPoint, resample
 
 if TYPE_CHECKING:
-    from .client import BreederClient
-    from .genome import Genome
-    from .renderer import Renderer
-    from .scene import Conditioning, Scene
+    from sdxl_breeder.client import BreederClient
+    from sdxl_breeder.model.genome import Genome
+    from sdxl_breeder.model.renderer import Renderer
+    from sdxl_breeder.model.scene import Conditioning, Scene
 
 GenomeLookup = Callable[[str], "Genome"]
 
@@ -40,7 +40,7 @@ def _lookup(genomes: GenomeLookup | None, genome_id: str, where: str) -> Genome:
 
 def scene_for_walk(walk: Walk, renderer: Renderer, genomes: GenomeLookup | None = None) -> Scene:
     """The walk's four corners (prompts embedded, genome ids looked up) and template as a Scene."""
-    from .scene import Scene
+    from sdxl_breeder.model.scene import Scene
 
     corners: list[Genome] = []
     for i, corner in enumerate(walk.corners):

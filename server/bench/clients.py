@@ -57,10 +57,10 @@ class BenchServer:
     def __init__(self, renderer: Any, loop: Any, max_batch: int, warning: str | None, ws_deflate: bool = False) -> None:
         import uvicorn
 
-        from .app import Security, create_app
-        from .protocol import Limits
-        from .service import Breeder
-        from .store import Store
+        from sdxl_breeder.web.app import Security, create_app
+        from sdxl_breeder.protocol import Limits
+        from sdxl_breeder.web.service import Breeder
+        from sdxl_breeder.store import Store
 
         self.loop = loop
         self._tmp = tempfile.TemporaryDirectory(prefix="breeder-bench-")
@@ -113,7 +113,7 @@ class ClientResult:
 
 async def _next_frame(ws: Any, seq: int, timeout: float) -> tuple[Any, float]:
     """Wait for the binary frame whose header seq is `seq` (others are skipped)."""
-    from .protocol import decode_frame
+    from sdxl_breeder.protocol import decode_frame
 
     deadline = time.perf_counter() + timeout
     while True:

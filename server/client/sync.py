@@ -7,7 +7,7 @@ import functools
 import threading
 from typing import Any, Callable, Coroutine, Iterator, TypeVar
 
-from .client import DEFAULT_URL, BreederClient, Frame
+from sdxl_breeder.client.aio import DEFAULT_URL, BreederClient, Frame
 
 T = TypeVar("T")
 

@@ -15,12 +15,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from patches.clip_embeds import sdxl_conditioning
+from sdxl_breeder.patches.clip_embeds import sdxl_conditioning
 
-from .blend import blend_noise
-from .genome import MAX_TOKENS, Genome, GenomeError
-from .models import LoadedModel
-from .scene import Conditioning, Template, split_template
+from sdxl_breeder.model.blend import blend_noise
+from sdxl_breeder.model.genome import MAX_TOKENS, Genome, GenomeError
+from sdxl_breeder.model.loading import LoadedModel
+from sdxl_breeder.model.scene import Conditioning, Template, split_template
 
 log = logging.getLogger("sdxl_breeder.renderer")
 

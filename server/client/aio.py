@@ -1,5 +1,5 @@
 """Scripting client for protocol v1 (docs/protocol.md): `BreederClient` (asyncio); `SyncBreederClient`
-(blocking, for notebooks) is in client_sync.py and re-exported here. Needs only the protocol module, websockets, PIL and the standard library.
+(blocking, for notebooks) is in sync.py; both are exported by `sdxl_breeder.client`. Needs only the protocol module, websockets, PIL and the standard library.
 
 Replies carry no request id: JSON replies are matched to requests by order (the server answers one socket's
 requests in the order they were sent), frames to moves by `seq`.
@@ -24,7 +24,7 @@ from PIL import Image
 from websockets.asyncio.client import ClientConnection, connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from .protocol import CORNER_NAMES, PROTOCOL_VERSION, FrameHeader, ProtocolError, decode_frame
+from sdxl_breeder.protocol import CORNER_NAMES, PROTOCOL_VERSION, FrameHeader, ProtocolError, decode_frame
 
 log = logging.getLogger("sdxl_breeder.client")
 
@@ -391,6 +391,3 @@ class BreederClient:
             frame, seen = await self.frame_after(seen)
             yield frame
 
-
-# The blocking wrapper lives in its own module; re-exported so `from server.client import SyncBreederClient` works.
-from .client_sync import SyncBreederClient  # noqa: E402,F401

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import importlib.resources
 import ipaddress
 import logging
 import math
@@ -27,16 +28,17 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
-from . import protocol as p
-from .engine import Settings, encode_image
-from .service import Breeder
-from .store import NotFound
-from .walks import Walk, WalkError, resample
-from .ws import PadSocket
+from sdxl_breeder import protocol as p
+from sdxl_breeder.engine.loop import Settings, encode_image
+from sdxl_breeder.web.service import Breeder
+from sdxl_breeder.store import NotFound
+from sdxl_breeder.walks.paths import Walk, WalkError, resample
+from sdxl_breeder.web.ws import PadSocket
 
 log = logging.getLogger("sdxl_breeder.app")
 
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+PAGE_DIR = str(importlib.resources.files("sdxl_breeder.static"))  # static/ in a checkout, package data in a wheel
+
 MAX_BODY_BYTES = 4 * 1024 * 1024  # REST request bodies (a long walk file is ~1 MiB)
 MAX_VIDEO_FRAMES = 3600  # frames one /video.mp4 request may render
 MAX_VIDEO_FPS = 60.0
@@ -202,7 +204,7 @@ def create_app(breeder: Breeder, security: Security = Security(), *, on_shutdown
         return JSONResponse({**info, "walk": walk.to_json()})
 
     async def walk_video(request: Request) -> Response:
-        from .video import VideoWriter
+        from sdxl_breeder.walks.video import VideoWriter
 
         wid = _walk_id(request)
         try:
@@ -293,8 +295,7 @@ def create_app(breeder: Breeder, security: Security = Security(), *, on_shutdown
         Route("/api/walks/{walk_id}/video.mp4", guarded(walk_video)),
         WebSocketRoute("/ws", websocket),
     ]
-    if STATIC_DIR.is_dir():
-        routes.append(Mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static"))
+    routes.append(Mount("/", StaticFiles(directory=PAGE_DIR, html=True), name="static"))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

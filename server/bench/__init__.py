@@ -1,0 +1,1 @@
+"""`sdxl-breeder bench`: renderer, naive pipeline and end-to-end clients, measured in one run."""

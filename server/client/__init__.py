@@ -1,0 +1,19 @@
+"""The scripting client for protocol v1: `BreederClient` (asyncio) and `SyncBreederClient` (blocking)."""
+
+from __future__ import annotations
+
+from sdxl_breeder.client.aio import (
+    DEFAULT_URL,
+    BreederClient,
+    BreederConnectionError,
+    BreederError,
+    Frame,
+    normalize_url,
+    redact,
+)
+from sdxl_breeder.client.sync import SyncBreederClient
+
+__all__ = [
+    "DEFAULT_URL", "BreederClient", "BreederConnectionError", "BreederError", "Frame", "SyncBreederClient",
+    "normalize_url", "redact",
+]

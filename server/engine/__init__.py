@@ -1,0 +1,1 @@
+"""The batched, latest-wins render loop."""

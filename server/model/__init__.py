@@ -1,0 +1,1 @@
+"""The models: loading, genomes, blending, scenes and the renderer (the only torch/diffusers code)."""

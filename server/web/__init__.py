@@ -1,0 +1,1 @@
+"""The HTTP side: Starlette app, websocket sessions, the service they share, and `serve`."""
