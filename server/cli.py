@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+from sdxl_breeder.spec import BLEND_MODES, LIMITS, FrameSettings
+
 EXIT_USAGE = 2
 
 
@@ -37,8 +39,9 @@ def _size(value: str) -> int:
         v = int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of pixels") from None
-    if v < 64 or v > 2048 or v % 64:
-        raise argparse.ArgumentTypeError(f"{v} must be a multiple of 64 within [64, 2048]")
+    problem = LIMITS.check_size("size", v)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem.removeprefix("size must be ").replace(f", got {v}", ""))
     return v
 
 
@@ -67,7 +70,7 @@ def _render(args: argparse.Namespace) -> None:
     from PIL import Image
 
     from sdxl_breeder.model.loading import load_model
-    from sdxl_breeder.model.renderer import Renderer
+    from sdxl_breeder.model.renderer import FrameRequest, Renderer
     from sdxl_breeder.model.scene import Scene
 
     out = Path(args.out)
@@ -83,7 +86,7 @@ def _render(args: argparse.Namespace) -> None:
     renderer.check_size(args.width, args.height)
     template = renderer.template(args.template) if args.template else None
     scene = Scene(tuple(renderer.genome_from_prompt(p) for p in prompts), template)  # type: ignore[arg-type]
-    cond = scene.conditioning(args.x, args.y, mode=args.blend, seed=args.seed, width=args.width, height=args.height)
+    cond = FrameRequest(scene, args.x, args.y, FrameSettings(blend=args.blend, seed=args.seed, width=args.width, height=args.height))
     frame = renderer.render([cond])[0]
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(frame).save(out, quality=95) if out.suffix.lower() != ".png" else Image.fromarray(frame).save(out)
@@ -102,7 +105,7 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--corners", nargs=4, metavar=("TL", "TR", "BL", "BR"), help="four corner prompts")
     p.add_argument("--x", type=_unit, default=0.0, help="pad x in [0, 1], 0 = left (default 0)")
     p.add_argument("--y", type=_unit, default=0.0, help="pad y in [0, 1], 0 = top (default 0)")
-    p.add_argument("--blend", choices=["lerp", "slerp"], default="lerp", help="how token vectors blend (default lerp)")
+    p.add_argument("--blend", choices=BLEND_MODES, default="lerp", help="how token vectors blend (default lerp)")
     p.add_argument("--template", help='noken mode: a prompt with one "[noken]"; corner prompts become nokens')
     p.add_argument("--seed", type=_seed, default=0, help="noise seed (default 0)")
     p.add_argument("--width", type=_size, default=512, help="pixels, multiple of 64 (default 512)")
@@ -271,7 +274,7 @@ def _wrote(info: dict[str, object], extra: str = "") -> None:
 
 
 def _add_walk(sub: argparse._SubParsersAction) -> None:
-    from sdxl_breeder.walks.paths import BLENDS, PATH_KINDS
+    from sdxl_breeder.walks.paths import PATH_KINDS
 
     p = sub.add_parser(
         "walk",
@@ -295,7 +298,7 @@ def _add_walk(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--corner-seeds", type=_seed, nargs=4, metavar=("TL", "TR", "BL", "BR"),
                    help="a noise seed per corner, blended with the prompts (instead of --seed)")
     p.add_argument("--path-seed", type=_seed, default=0, help="seed of the random path (default 0)")
-    p.add_argument("--blend", choices=BLENDS, default="lerp", help="how token vectors blend (default lerp)")
+    p.add_argument("--blend", choices=BLEND_MODES, default="lerp", help="how token vectors blend (default lerp)")
     p.add_argument("--quality", type=int, choices=range(1, 101), default=95, metavar="1-100",
                    help="JPEG quality of the streamed frames (default 95)")
     p.add_argument("--timeout", type=_number, default=60.0, help="seconds to wait for each reply (default 60)")
@@ -306,7 +309,7 @@ def _add_walk(sub: argparse._SubParsersAction) -> None:
 
 def _render_walk(args: argparse.Namespace) -> None:
     from sdxl_breeder.model.loading import load_model
-    from sdxl_breeder.model.renderer import Renderer
+    from sdxl_breeder.model.renderer import FrameRequest, Renderer
     from sdxl_breeder.walks.render import check_video_out, write_walk_video
     from sdxl_breeder.walks.paths import Walk, WalkError
 

@@ -8,34 +8,13 @@ from dataclasses import asdict, dataclass, fields
 from enum import Enum
 from typing import Any, Callable, Literal
 
+from sdxl_breeder.spec import BLEND_MODES, CORNER_NAMES, NOKEN, Corner, Limits
+
 PROTOCOL_VERSION = 1
-CORNER_NAMES = ("top-left", "top-right", "bottom-left", "bottom-right")
-BLEND_MODES = ("lerp", "slerp")
-NOKEN = "[noken]"
 MAX_SEQ = 2**53  # the largest integer a JavaScript number holds exactly
 _HEX = frozenset("0123456789abcdef")
 _PREFIX = struct.Struct(">I")  # a binary frame starts with its header's length, big-endian
 _ANY = -(2**64), 2**64  # decode_frame checks only types: ranges are the server's promise
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Every limit the server enforces; sent to clients as `hello.limits`."""
-    max_message_bytes: int = 16384  # a larger client text message closes the socket with 1009
-    max_prompt_chars: int = 1000
-    min_size: int = 64
-    max_size: int = 1024
-    size_multiple: int = 64
-    max_seed: int = 2**32 - 1  # seeds are ints in [0, max_seed]
-    min_quality: int = 1
-    max_quality: int = 100
-    max_mutation: float = 2.0
-    max_json_depth: int = 6
-    max_batch: int = 8
-    max_record_points: int = 36000
-
-    def to_json(self) -> dict[str, int | float]:
-        return asdict(self)
 
 
 class ErrorCode(str, Enum):
@@ -69,13 +48,6 @@ class ProtocolError(ValueError):
 
     def to_json(self) -> dict[str, str]:
         return error_message(self.code, self.message)
-
-
-@dataclass(frozen=True)
-class Corner:
-    """One corner of the pad: a new prompt or an existing genome id (exactly one is set)."""
-    prompt: str | None = None
-    genome: str | None = None
 
 
 @dataclass(frozen=True)

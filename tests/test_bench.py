@@ -11,6 +11,8 @@ import pytest
 from sdxl_breeder.cli import main
 from sdxl_breeder.model.scene import Scene
 from tests.conftest import PROMPTS
+from sdxl_breeder.model.renderer import FrameRequest
+from sdxl_breeder.spec import FrameSettings
 
 
 def _positive(value: object) -> bool:
@@ -78,7 +80,7 @@ def test_tiny_vae_renders_frames(tiny_vae_renderer):
     assert isinstance(r.pipe.vae, AutoencoderTiny)
     assert r.vae_scale_factor == 8
     scene = Scene(tuple(r.genome_from_prompt(p) for p in PROMPTS))
-    conds = [scene.conditioning(x, y, seed=i, width=128, height=64) for i, (x, y) in enumerate([(0, 0), (0.3, 0.7), (1, 1)])]
+    conds = [FrameRequest(scene, x, y, FrameSettings(seed=i, width=128, height=64)) for i, (x, y) in enumerate([(0, 0), (0.3, 0.7), (1, 1)])]
     frames = r.render(conds)
     assert len(frames) == 3
     for f in frames:
@@ -93,7 +95,7 @@ def test_tiny_vae_decode_matches_stock_pipeline(tiny_vae_renderer):
 
     r = tiny_vae_renderer
     scene = Scene(tuple(r.genome_from_prompt(p) for p in PROMPTS))
-    ours = r.render([scene.conditioning(1.0, 0.0, seed=7, width=64, height=64)])[0]
+    ours = r.render([FrameRequest(scene, 1.0, 0.0, FrameSettings(seed=7, width=64, height=64))])[0]
     ref = r.pipe(
         PROMPTS[1], num_inference_steps=1, guidance_scale=0.0, height=64, width=64,
         generator=torch.Generator("cpu").manual_seed(7), output_type="np",

@@ -12,6 +12,8 @@ from PIL import Image
 from sdxl_breeder.cli import main
 from sdxl_breeder.model.scene import Scene
 from tests.conftest import PROMPTS
+from sdxl_breeder.model.renderer import FrameRequest
+from sdxl_breeder.spec import FrameSettings
 
 
 @pytest.mark.parametrize("suffix", [".png", ".jpg"])
@@ -23,7 +25,7 @@ def test_render_writes_the_corner_frame(tmp_path, renderer, suffix):
     assert img.shape == (64, 128, 3)
     if suffix == ".png":
         scene = Scene(tuple(renderer.genome_from_prompt(p) for p in PROMPTS))
-        ours = renderer.render([scene.conditioning(1, 0, seed=5, width=128, height=64)])[0]
+        ours = renderer.render([FrameRequest(scene, 1, 0, FrameSettings(seed=5, width=128, height=64))])[0]
         assert np.abs(img.astype(int) - ours).max() <= 1
 
 

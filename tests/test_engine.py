@@ -6,11 +6,12 @@ import threading
 
 import pytest
 
-from sdxl_breeder.engine.loop import FrameJob, RenderLoop, Session, Settings
+from sdxl_breeder.engine.loop import FrameJob, RenderLoop, Session
+from sdxl_breeder.spec import FrameSettings
 from sdxl_breeder.model.scene import Scene
 from tests.conftest import PROMPTS
 
-SMALL = Settings(width=64, height=64)
+SMALL = FrameSettings(width=64, height=64)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +83,7 @@ def test_a_failed_render_reports_and_the_loop_goes_on(renderer, scene):
     session = loop.open(Session(rec.deliver))
     loop.start()
     try:
-        loop.submit(session, FrameJob(scene, 0.5, 0.5, 1, Settings(width=100, height=64)))  # not a multiple of 64
+        loop.submit(session, FrameJob(scene, 0.5, 0.5, 1, FrameSettings(width=100, height=64)))  # not a multiple of 64
         rec.wait_for(1)
         assert rec.frames[0][2] is not None and "multiple of 64" in rec.frames[0][2]
         loop.submit(session, FrameJob(scene, 0.5, 0.5, 2, SMALL))

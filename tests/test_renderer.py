@@ -11,6 +11,8 @@ from sdxl_breeder.model.genome import textual_inversion_bytes
 from sdxl_breeder.model.renderer import RenderError
 from sdxl_breeder.model.scene import Scene
 from tests.conftest import PROMPTS
+from sdxl_breeder.model.renderer import FrameRequest
+from sdxl_breeder.spec import FrameSettings
 
 SIZE = 128
 CORNERS = {0: (0.0, 0.0), 1: (1.0, 0.0), 2: (0.0, 1.0), 3: (1.0, 1.0)}
@@ -44,12 +46,12 @@ def test_corner_equals_stock_pipeline_alone_and_in_mixed_batch(renderer, stock_p
     x, y = CORNERS[corner]
     seed = 1000 + corner
     ref = stock_frame(stock_pipeline, PROMPTS[corner], seed)
-    alone = renderer.render([scene.conditioning(x, y, mode=mode, seed=seed, width=SIZE, height=SIZE)])[0]
+    alone = renderer.render([FrameRequest(scene, x, y, FrameSettings(blend=mode, seed=seed, width=SIZE, height=SIZE))])[0]
     mixed = renderer.render(
         [
-            scene.conditioning(0.3, 0.6, mode=mode, seed=5, width=SIZE, height=SIZE),
-            scene.conditioning(x, y, mode=mode, seed=seed, width=SIZE, height=SIZE),
-            scene.conditioning(0.9, 0.1, mode=mode, seed=6, width=SIZE, height=SIZE),
+            FrameRequest(scene, 0.3, 0.6, FrameSettings(blend=mode, seed=5, width=SIZE, height=SIZE)),
+            FrameRequest(scene, x, y, FrameSettings(blend=mode, seed=seed, width=SIZE, height=SIZE)),
+            FrameRequest(scene, 0.9, 0.1, FrameSettings(blend=mode, seed=6, width=SIZE, height=SIZE)),
         ]
     )[1]
     assert alone.shape == (SIZE, SIZE, 3) and alone.dtype == np.uint8
@@ -58,33 +60,33 @@ def test_corner_equals_stock_pipeline_alone_and_in_mixed_batch(renderer, stock_p
 
 
 def test_frame_alone_equals_frame_in_batch(renderer, scene):
-    conds = [scene.conditioning(i / 7, 1 - i / 9, seed=i, width=SIZE, height=SIZE) for i in range(4)]
+    conds = [FrameRequest(scene, i / 7, 1 - i / 9, FrameSettings(seed=i, width=SIZE, height=SIZE)) for i in range(4)]
     batch = renderer.render(conds)
     for cond, framed in zip(conds, batch):
         assert max_diff(renderer.render([cond])[0], framed) <= 1
 
 
 def test_blend_differs_from_corners_and_is_deterministic(renderer, scene):
-    mid = scene.conditioning(0.5, 0.5, seed=3, width=SIZE, height=SIZE)
+    mid = FrameRequest(scene, 0.5, 0.5, FrameSettings(seed=3, width=SIZE, height=SIZE))
     a, b = renderer.render([mid])[0], renderer.render([mid])[0]
     assert np.array_equal(a, b)
-    corner = renderer.render([scene.conditioning(0, 0, seed=3, width=SIZE, height=SIZE)])[0]
+    corner = renderer.render([FrameRequest(scene, 0, 0, FrameSettings(seed=3, width=SIZE, height=SIZE))])[0]
     assert max_diff(a, corner) > 5
 
 
 def test_seed_changes_frame(renderer, scene):
-    a = renderer.render([scene.conditioning(0, 0, seed=1, width=SIZE, height=SIZE)])[0]
-    b = renderer.render([scene.conditioning(0, 0, seed=2, width=SIZE, height=SIZE)])[0]
+    a = renderer.render([FrameRequest(scene, 0, 0, FrameSettings(seed=1, width=SIZE, height=SIZE))])[0]
+    b = renderer.render([FrameRequest(scene, 0, 0, FrameSettings(seed=2, width=SIZE, height=SIZE))])[0]
     assert max_diff(a, b) > 5
 
 
 def test_corner_seeds_slerp_noise_exact_at_corners(renderer, scene):
     seeds = (11, 22, 33, 44)
     for corner, (x, y) in CORNERS.items():
-        with_corners = scene.conditioning(x, y, seed=0, width=SIZE, height=SIZE, corner_seeds=seeds)
-        plain = scene.conditioning(x, y, seed=seeds[corner], width=SIZE, height=SIZE)
+        with_corners = FrameRequest(scene, x, y, FrameSettings(seed=0, width=SIZE, height=SIZE, corner_seeds=seeds))
+        plain = FrameRequest(scene, x, y, FrameSettings(seed=seeds[corner], width=SIZE, height=SIZE))
         assert np.array_equal(renderer.render([with_corners])[0], renderer.render([plain])[0])
-    mid = renderer.render([scene.conditioning(0.5, 0.5, width=SIZE, height=SIZE, corner_seeds=seeds)])[0]
+    mid = renderer.render([FrameRequest(scene, 0.5, 0.5, FrameSettings(width=SIZE, height=SIZE, corner_seeds=seeds))])[0]
     assert np.isfinite(mid).all()
 
 
@@ -98,7 +100,7 @@ def test_noise_drawn_like_diffusers(renderer):
 def test_mixed_sizes_in_one_batch_rejected(renderer, scene):
     with pytest.raises(RenderError, match="one size"):
         renderer.render(
-            [scene.conditioning(0, 0, width=128, height=128), scene.conditioning(0, 0, width=192, height=128)]
+            [FrameRequest(scene, 0, 0, FrameSettings(width=128, height=128)), FrameRequest(scene, 0, 0, FrameSettings(width=192, height=128))]
         )
 
 
@@ -114,7 +116,7 @@ def test_template_corner_equals_stock_prompt(renderer, stock_pipeline):
     assert len({g.length for g in genomes}) == 1
     scene = Scene(genomes, renderer.template(template))
     for corner, (x, y) in CORNERS.items():
-        ours = renderer.render([scene.conditioning(x, y, seed=4, width=SIZE, height=SIZE)])[0]
+        ours = renderer.render([FrameRequest(scene, x, y, FrameSettings(seed=4, width=SIZE, height=SIZE))])[0]
         ref = stock_frame(stock_pipeline, template.replace("[noken]", nokens[corner]), 4)
         assert max_diff(ours, ref) <= 1
 
@@ -135,6 +137,6 @@ def test_textual_inversion_loads_into_stock_pipeline(renderer):
     pipe.load_textual_inversion(sd["clip_g"], token="<noken>", text_encoder=pipe.text_encoder_2, tokenizer=pipe.tokenizer_2)
     with torch.inference_mode():
         ref_embeds, _, ref_pooled, _ = pipe.encode_prompt(template.replace("[noken]", "<noken>"), do_classifier_free_guidance=False)
-    embeds, pooled = renderer.encode([scene.conditioning(x, y)])
+    embeds, pooled = renderer.encode([FrameRequest(scene, x, y)])
     assert (embeds - ref_embeds).abs().max() <= 1e-5
     assert (pooled - ref_pooled).abs().max() <= 1e-5

@@ -19,6 +19,8 @@ from sdxl_breeder.protocol import decode_frame
 from sdxl_breeder.model.scene import Scene
 from tests.conftest import PROMPTS
 from tests.live import LiveServer
+from sdxl_breeder.model.renderer import FrameRequest
+from sdxl_breeder.spec import FrameSettings
 
 SIZE = 128
 CORNERS = [{"prompt": p} for p in PROMPTS]
@@ -338,7 +340,7 @@ def test_rest_render_png_at_corner_equals_engine_frame(server, renderer):
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     served = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB"))
     scene = Scene(tuple(renderer.genome_from_prompt(p) for p in PROMPTS))
-    ours = renderer.render([scene.conditioning(1.0, 1.0, seed=11, width=SIZE, height=SIZE)])[0]
+    ours = renderer.render([FrameRequest(scene, 1.0, 1.0, FrameSettings(seed=11, width=SIZE, height=SIZE))])[0]
     assert np.abs(served.astype(int) - ours.astype(int)).max() <= 1
 
 

@@ -14,6 +14,8 @@ from sdxl_breeder.walks.render import render_walk, scene_for_walk, write_walk_vi
 from sdxl_breeder.walks.paths import Walk, WalkError, scripted_walk
 
 from tests.conftest import PROMPTS
+from sdxl_breeder.model.renderer import FrameRequest
+from sdxl_breeder.spec import FrameSettings
 
 SIZE = 64
 
@@ -63,7 +65,7 @@ def test_line_corner_to_corner_starts_and_ends_on_the_corner_frames(renderer, bl
     scene = scene_for_walk(walk, renderer)
 
     def corner(x: float, y: float) -> np.ndarray:
-        cond = scene.conditioning(x, y, mode=blend, seed=3, width=SIZE, height=SIZE)
+        cond = FrameRequest(scene, x, y, FrameSettings(blend=blend, seed=3, width=SIZE, height=SIZE))
         return renderer.render([cond])[0]
     assert np.array_equal(frames[0], corner(0, 0))
     assert np.array_equal(frames[-1], corner(1, 1))
@@ -76,7 +78,7 @@ def test_corner_seeds_are_used(renderer):
     with_seeds = list(render_walk(seeded, renderer, fps=8))
     # at the top-left corner the blended noise is corner 0's noise: seed 11 instead of 7
     scene = scene_for_walk(walk, renderer)
-    alone = renderer.render([scene.conditioning(0, 0, seed=11, width=SIZE, height=SIZE)])[0]
+    alone = renderer.render([FrameRequest(scene, 0, 0, FrameSettings(seed=11, width=SIZE, height=SIZE))])[0]
     assert np.array_equal(with_seeds[0], alone)
     assert not np.array_equal(with_seeds[0], plain[0])
 

@@ -190,8 +190,9 @@ INVALID = [
     ("seed", -1, "seed must be within [0, 4294967295]"),
     ("corner_seeds", [1, 2, 3], "corner_seeds must be null or a list of 4"),
     ("corner_seeds.2", 2**32, "corner_seeds[2] must be within"),
-    ("width", 500, "width must be a multiple of 64 within [64, 2048]"),
-    ("height", 4096, "height must be a multiple of 64 within [64, 2048]"),
+    ("width", 500, "width must be a multiple of 64 within [64, 1024]"),
+    ("width", 2048, "width must be a multiple of 64 within [64, 1024]"),  # the server's own size limit
+    ("height", 4096, "height must be a multiple of 64 within [64, 1024]"),
     ("width", 512.0, "width must be an integer"),
     ("points.2", [0.5, float("nan"), 0.3], "points[2]: x must be a finite number"),
     ("points.3", [1.0, 1.5, 0.5], "points[3]: x must be within [0, 1]"),

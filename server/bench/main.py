@@ -39,7 +39,8 @@ from sdxl_breeder.bench.clients import PROMPTS, BenchError, BenchServer, _r, pad
 from sdxl_breeder.bench.render import (  # noqa: E402
     CpuMeter, NaiveBench, RendererBench, apply_channels_last, machine_info,
 )
-from sdxl_breeder.model.renderer import compile_pipeline as apply_compile  # noqa: E402
+from sdxl_breeder.model.renderer import FrameRequest, compile_pipeline as apply_compile  # noqa: E402
+from sdxl_breeder.spec import FrameSettings  # noqa: E402
 
 JSON_VERSION = 1
 ROUNDS = 3  # naive and renderer slices alternate this many times (when they can)
@@ -200,7 +201,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             info, undo = apply_compile(model.pipeline, model.device)
             info["ok"] = True
             t = time.perf_counter()
-            compiled_call(lambda: renderer.render([scene.conditioning(0.5, 0.5, width=size, height=size)]))
+            compiled_call(lambda: renderer.render([FrameRequest(scene, 0.5, 0.5, FrameSettings(width=size, height=size))]))
             info["first_call_s"] = _r(time.perf_counter() - t)
             say(f"[bench]   first compiled call (batch 1): {info['first_call_s']:.1f} s")
             result["compile"] = info
@@ -238,7 +239,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
                 say(f"[bench] compiling the server's other batch sizes {missing} …")
                 t = time.perf_counter()
                 for b in missing:
-                    conds = [scene.conditioning(*pad_point(k), width=size, height=size) for k in range(b)]
+                    conds = [FrameRequest(scene, *pad_point(k), FrameSettings(width=size, height=size)) for k in range(b)]
                     compiled_call(lambda conds=conds: renderer.render(conds))
                 result["warmup_s"]["compile_server_batches"] = _r(time.perf_counter() - t)
         stamps: dict[tuple[int, int], tuple[float, float]] = {}

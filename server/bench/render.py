@@ -13,6 +13,8 @@ from typing import Any, Callable
 import torch
 
 from sdxl_breeder.bench.clients import PROMPTS, _r, pad_point
+from sdxl_breeder.model.renderer import FrameRequest
+from sdxl_breeder.spec import FrameSettings
 
 class CpuMeter:
     """The share of the machine's CPU time other processes used while a phase ran (Linux; None
@@ -190,7 +192,7 @@ class RendererBench(_Timed):
         conds = []
         for _ in range(self.batch):
             x, y = pad_point(self.k)
-            conds.append(self.scene.conditioning(x, y, seed=self.k % 8, width=self.size, height=self.size))
+            conds.append(FrameRequest(self.scene, x, y, FrameSettings(seed=self.k % 8, width=self.size, height=self.size)))
             self.k += 1
         frames = self.renderer.render(conds)
         self.sync()

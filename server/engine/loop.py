@@ -26,32 +26,13 @@ from PIL import Image
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from sdxl_breeder.protocol import FrameHeader, encode_frame
-from sdxl_breeder.model.renderer import Renderer
+from sdxl_breeder.model.renderer import FrameRequest, Renderer
 from sdxl_breeder.model.scene import Scene
+from sdxl_breeder.spec import FrameSettings
 
 log = logging.getLogger("sdxl_breeder.engine")
 COALESCE_MAX_S = 0.005  # longest wait for more sessions to join a batch
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Settings:
-    width: int = 512
-    height: int = 512
-    seed: int = 0
-    blend: str = "lerp"
-    quality: int = 80
-    corner_seeds: tuple[int, int, int, int] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "width": self.width,
-            "height": self.height,
-            "seed": self.seed,
-            "blend": self.blend,
-            "quality": self.quality,
-            "corner_seeds": list(self.corner_seeds) if self.corner_seeds else None,
-        }
 
 
 @dataclass(frozen=True)
@@ -62,7 +43,7 @@ class FrameJob:
     x: float
     y: float
     seq: int
-    settings: Settings
+    settings: FrameSettings
     received: float = field(default_factory=time.perf_counter)
 
 
@@ -314,15 +295,7 @@ class RenderLoop:
     def _render(self, batch: list[tuple[Session, FrameJob]]) -> None:
         start = time.perf_counter()
         try:
-            conds = [
-                job.scene.conditioning(
-                    job.x, job.y, mode=job.settings.blend, seed=job.settings.seed,
-                    width=job.settings.width, height=job.settings.height,
-                    corner_seeds=job.settings.corner_seeds,
-                )
-                for _, job in batch
-            ]
-            frames = self.renderer.render(conds)
+            frames = self.renderer.render([FrameRequest(job.scene, job.x, job.y, job.settings) for _, job in batch])
         except Exception as e:  # noqa: BLE001 — one bad batch must not stop the loop
             log.exception("render failed for a batch of %d", len(batch))
             self.metrics.failures.inc()

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 BlendMode = Literal["lerp", "slerp"]
-BLEND_MODES: tuple[str, ...] = ("lerp", "slerp")
+from sdxl_breeder.spec import BLEND_MODES
 
 # Below this sin(angle) two directions count as parallel / antiparallel: the slerp
 # coefficients sin((1-t)w)/sin(w) lose precision there, so a fallback is used.

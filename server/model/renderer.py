@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -20,16 +21,29 @@ from sdxl_breeder.patches.clip_embeds import sdxl_conditioning
 from sdxl_breeder.model.blend import blend_noise
 from sdxl_breeder.model.genome import MAX_TOKENS, Genome, GenomeError
 from sdxl_breeder.model.loading import LoadedModel
-from sdxl_breeder.model.scene import Conditioning, Template, split_template
+from sdxl_breeder.model.scene import Conditioning, Scene, Template, split_template
+from sdxl_breeder.spec import LIMITS, FrameSettings
 
 log = logging.getLogger("sdxl_breeder.renderer")
 
-MAX_PROMPT_CHARS = 1000
 CPU_VAE_CHUNK = 4
 
 
 class RenderError(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class FrameRequest:
+    """One wanted frame: a scene, a point on the pad, and how to render it."""
+
+    scene: Scene
+    x: float
+    y: float
+    settings: FrameSettings = FrameSettings()
+
+    def conditioning(self) -> Conditioning:
+        return self.scene.conditioning(self.x, self.y, self.settings)
 
 
 def compile_pipeline(pipe: Any, device: torch.device) -> tuple[dict[str, Any], Callable[[], None]]:
@@ -88,8 +102,8 @@ class Renderer:
     def check_prompt(self, prompt: object) -> str:
         if not isinstance(prompt, str):
             raise GenomeError("prompt must be a string")
-        if len(prompt) > MAX_PROMPT_CHARS:
-            raise GenomeError(f"prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+        if len(prompt) > LIMITS.max_prompt_chars:
+            raise GenomeError(f"prompt is {len(prompt)} characters; the limit is {LIMITS.max_prompt_chars}")
         return prompt
 
     def genome_from_prompt(self, prompt: str) -> Genome:
@@ -163,17 +177,22 @@ class Renderer:
         return blend_noise(corners, c.x, c.y)
 
     @torch.inference_mode()
-    def encode(self, conds: Sequence[Conditioning]) -> tuple[Tensor, Tensor]:
+    def encode(self, frames: Sequence[FrameRequest]) -> tuple[Tensor, Tensor]:
+        """Both text encoders on the frames' blended token vectors: (prompt_embeds, pooled)."""
+        return self._encode([f.conditioning() for f in frames])
+
+    def _encode(self, conds: Sequence[Conditioning]) -> tuple[Tensor, Tensor]:
         e1 = torch.stack([c.embeds[0] for c in conds]).to(self.device, self.dtype)
         e2 = torch.stack([c.embeds[1] for c in conds]).to(self.device, self.dtype)
         w = torch.stack([c.pool_weights for c in conds]).to(self.device)
         return sdxl_conditioning(self.encoders[0], self.encoders[1], e1, e2, w)
 
     @torch.inference_mode()
-    def render(self, conds: Sequence[Conditioning]) -> list[np.ndarray]:
-        """B conditionings of one size → B uint8 images `[H, W, 3]`."""
-        if not conds:
+    def render(self, frames: Sequence[FrameRequest]) -> list[np.ndarray]:
+        """B frames of one size → B uint8 images `[H, W, 3]`, in one batch."""
+        if not frames:
             return []
+        conds = [f.conditioning() for f in frames]
         width, height = conds[0].width, conds[0].height
         if any((c.width, c.height) != (width, height) for c in conds):
             raise RenderError("one batch renders one size; group conditionings by size")
@@ -181,7 +200,7 @@ class Renderer:
         pipe = self.pipe
 
         # 1. Conditioning: both text encoders on the blended token vectors, one batch.
-        prompt_embeds, pooled = self.encode(conds)
+        prompt_embeds, pooled = self._encode(conds)
         batch = prompt_embeds.shape[0]
 
         # 2. Initial noise, one seed per frame, scaled as the scheduler expects.

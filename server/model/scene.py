@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sdxl_breeder.model.blend import BLEND_MODES, bilinear_weights, blend_bilinear
+from sdxl_breeder.model.blend import bilinear_weights, blend_bilinear
 from sdxl_breeder.model.genome import MAX_TOKENS, Genome, GenomeError, merge_pools
 
-NOKEN = "[noken]"
+from sdxl_breeder.spec import BLEND_MODES, NOKEN, FrameSettings
 
 
 class SceneError(ValueError):
@@ -129,19 +129,12 @@ class Scene:
             pool_weights[pos] += w
         return embeds, pool_weights, length
 
-    def conditioning(
-        self,
-        x: float,
-        y: float,
-        *,
-        mode: str = "lerp",
-        seed: int = 0,
-        width: int = 512,
-        height: int = 512,
-        corner_seeds: tuple[int, int, int, int] | None = None,
-    ) -> Conditioning:
-        embeds, pool_weights, _ = self.blend(x, y, mode)
-        return Conditioning(embeds, pool_weights, seed, width, height, corner_seeds, x, y)
+    def conditioning(self, x: float, y: float, settings: FrameSettings = FrameSettings()) -> Conditioning:
+        """The frame at (x, y) rendered with `settings`: the one place scene + settings meet."""
+        embeds, pool_weights, _ = self.blend(x, y, settings.blend)
+        return Conditioning(
+            embeds, pool_weights, settings.seed, settings.width, settings.height, settings.corner_seeds, x, y
+        )
 
     def genome_at(self, x: float, y: float, mode: str = "lerp", prompt: str | None = None) -> Genome:
         """The blend at (x, y) as a genome of its own ("keep this frame"). In noken mode it is

@@ -18,14 +18,13 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
+from sdxl_breeder.spec import BLEND_MODES, LIMITS, MAX_SEED, NOKEN, FrameSettings
+
 WALK_FORMAT = "sdxl-breeder-walk"
 WALK_VERSION = 1
 MAX_WALK_FRAMES = 36000  # 10 minutes at 60 fps
 MAX_FPS = 120.0
-MAX_PROMPT_CHARS = 1000
-BLENDS = ("lerp", "slerp")
 PATH_KINDS = ("line", "polyline", "circle", "lissajous", "spline", "random")
-NOKEN = "[noken]"
 _GENOME_RE = re.compile(r"[0-9a-f]{16}")
 _FIELDS = ("format", "version", "corners", "template", "blend", "seed", "corner_seeds",
            "width", "height", "points")
@@ -266,6 +265,14 @@ class Walk:
         """Genome ids the corners reference, in corner order, without repeats."""
         return list(dict.fromkeys(c.genome for c in self.corners if c.genome is not None))
 
+    def settings(self, width: int | None = None, height: int | None = None, quality: int = 90) -> FrameSettings:
+        """How the walk's frames render (its own size unless another is asked for)."""
+        seeds = tuple(self.corner_seeds) if self.corner_seeds is not None else None
+        return FrameSettings(
+            width=self.width if width is None else width, height=self.height if height is None else height,
+            seed=self.seed, blend=self.blend, quality=quality, corner_seeds=seeds,  # type: ignore[arg-type]
+        )
+
     def validate(self) -> Walk:
         """A checked copy: raises WalkError if this walk would not load back."""
         return Walk.from_json(self.to_json())
@@ -306,19 +313,19 @@ class Walk:
         if template is not None and (found := _text(template, "template").count(NOKEN)) != 1:
             raise WalkError(f"template must contain exactly one {NOKEN}, found {found}")
         blend = obj.get("blend", "lerp")
-        if blend not in BLENDS:
-            raise WalkError(f"blend must be one of {', '.join(BLENDS)}, got {blend!r}")
+        if blend not in BLEND_MODES:
+            raise WalkError(f"blend must be one of {', '.join(BLEND_MODES)}, got {blend!r}")
         seeds = obj.get("corner_seeds")
         if seeds is not None and (not isinstance(seeds, list) or len(seeds) != 4):
             raise WalkError(f"corner_seeds must be null or a list of 4 integers, got {seeds!r}")
         return cls(
             corners=[Corner.from_json(c, f"corners[{i}]") for i, c in enumerate(corners)],
             points=_points(obj.get("points")), template=template, blend=blend,
-            seed=_int(obj.get("seed", 0), "seed", 0, 2**32 - 1),
+            seed=_int(obj.get("seed", 0), "seed", 0, MAX_SEED),
             corner_seeds=None if seeds is None
-            else [_int(s, f"corner_seeds[{i}]", 0, 2**32 - 1) for i, s in enumerate(seeds)],
-            width=_int(obj.get("width", 512), "width", 64, 2048, 64),
-            height=_int(obj.get("height", 512), "height", 64, 2048, 64))
+            else [_int(s, f"corner_seeds[{i}]", 0, MAX_SEED) for i, s in enumerate(seeds)],
+            width=_int(obj.get("width", 512), "width", LIMITS.min_size, LIMITS.max_size, LIMITS.size_multiple),
+            height=_int(obj.get("height", 512), "height", LIMITS.min_size, LIMITS.max_size, LIMITS.size_multiple))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Walk:
@@ -358,8 +365,8 @@ def _int(v: Any, name: str, lo: int, hi: int, multiple: int = 1) -> int:
 def _text(v: Any, name: str) -> str:
     if not isinstance(v, str) or not v.strip():
         raise WalkError(f"{name} must be a non-empty string, got {v!r}")
-    if len(v) > MAX_PROMPT_CHARS:
-        raise WalkError(f"{name} is {len(v)} characters; the limit is {MAX_PROMPT_CHARS}")
+    if len(v) > LIMITS.max_prompt_chars:
+        raise WalkError(f"{name} is {len(v)} characters; the limit is {LIMITS.max_prompt_chars}")
     return v
 
 

@@ -19,8 +19,8 @@ from sdxl_breeder.walks.paths import Walk, WalkError, WalkPoint, resample
 if TYPE_CHECKING:
     from sdxl_breeder.client import BreederClient
     from sdxl_breeder.model.genome import Genome
-    from sdxl_breeder.model.renderer import Renderer
-    from sdxl_breeder.model.scene import Conditioning, Scene
+    from sdxl_breeder.model.renderer import FrameRequest, Renderer
+    from sdxl_breeder.model.scene import Scene
 
 GenomeLookup = Callable[[str], "Genome"]
 
@@ -59,12 +59,13 @@ def walk_frames(walk: Walk, fps: float) -> list[WalkPoint]:
     return resample(walk.points, fps)
 
 
-def _conditionings(walk: Walk, scene: Scene, points: list[WalkPoint], width: int,
-                   height: int) -> Iterator[Conditioning]:
-    seeds = tuple(walk.corner_seeds) if walk.corner_seeds is not None else None
+def _requests(walk: Walk, scene: Scene, points: list[WalkPoint], width: int,
+              height: int) -> Iterator[FrameRequest]:
+    from sdxl_breeder.model.renderer import FrameRequest
+
+    settings = walk.settings(width, height)
     for p in points:
-        yield scene.conditioning(p.x, p.y, mode=walk.blend, seed=walk.seed, width=width,
-                                 height=height, corner_seeds=seeds)  # type: ignore[arg-type]
+        yield FrameRequest(scene, p.x, p.y, settings)
 
 
 def render_walk(walk: Walk, renderer: Renderer, *, fps: float, width: int | None = None,
@@ -91,8 +92,8 @@ def _render(walk: Walk, renderer: Renderer, scene: Scene, points: list[WalkPoint
 
     with tqdm(total=len(points), unit="frame", desc="rendering", disable=not progress,
               leave=False) as bar:
-        pending: list[Conditioning] = []
-        for cond in _conditionings(walk, scene, points, width, height):
+        pending: list[FrameRequest] = []
+        for cond in _requests(walk, scene, points, width, height):
             pending.append(cond)
             if len(pending) == batch:
                 yield from renderer.render(pending)

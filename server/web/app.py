@@ -29,7 +29,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from sdxl_breeder import protocol as p
-from sdxl_breeder.engine.loop import Settings, encode_image
+from sdxl_breeder.engine.loop import encode_image
+from sdxl_breeder.spec import FrameSettings
 from sdxl_breeder.web.service import Breeder
 from sdxl_breeder.store import NotFound
 from sdxl_breeder.walks.paths import Walk, WalkError, resample
@@ -174,7 +175,7 @@ def create_app(breeder: Breeder, security: Security = Security(), *, on_shutdown
     async def render(request: Request) -> Response:
         req = p.parse_render_request(await _json_body(request, limits), limits)
         resolved = await breeder.scene(req.corners, req.template)
-        settings = Settings(req.width, req.height, req.seed, req.blend, req.quality, req.corner_seeds)  # type: ignore[arg-type]
+        settings = FrameSettings(req.width, req.height, req.seed, req.blend, req.quality, req.corner_seeds)  # type: ignore[arg-type]
         frame = await breeder.render(resolved.scene, req.x, req.y, settings)
         data = await asyncio.to_thread(encode_image, frame, req.format, req.quality)
         return Response(data, media_type="image/png" if req.format == "png" else "image/jpeg")
@@ -223,7 +224,7 @@ def create_app(breeder: Breeder, security: Security = Security(), *, on_shutdown
         resolved = await breeder.scene(
             [p.Corner(prompt=c.prompt, genome=c.genome) for c in walk.corners], walk.template
         )
-        settings = Settings(width, height, walk.seed, walk.blend, 90, tuple(walk.corner_seeds) if walk.corner_seeds else None)  # type: ignore[arg-type]
+        settings = walk.settings(width, height)
         chunk = max(1, breeder.loop.max_batch // 2)  # leave room in each batch for live pads
         with tempfile.TemporaryDirectory(prefix="breeder-video-") as tmp:
             path = Path(tmp) / "walk.mp4"

@@ -52,17 +52,17 @@ def compile_renderer(renderer: "Renderer", loop: "RenderLoop", max_batch: int) -
     """torch.compile the UNet and VAE decoder and compile every batch size at the default frame
     size now, on the render thread (which owns the model and, on CUDA, its graphs), so the first
     pads don't wait. Other frame sizes compile when first asked for."""
-    from sdxl_breeder.engine.loop import Settings
-    from sdxl_breeder.model.renderer import compile_pipeline
+    from sdxl_breeder.spec import FrameSettings
+    from sdxl_breeder.model.renderer import FrameRequest, compile_pipeline
     from sdxl_breeder.model.scene import Scene
 
     info, undo = loop.call(lambda: compile_pipeline(renderer.pipe, renderer.device)).result()
-    size = Settings().width if renderer.name != "tiny" else 256
+    size = FrameSettings().width if renderer.name != "tiny" else 256
     genome = loop.call(lambda: renderer.genome_from_prompt("a cat")).result()
     scene = Scene((genome,) * 4)
     for batch in range(1, max_batch + 1):
         log.info("torch.compile (%s): batch %d of %d at %d² … (the first compile can take minutes)", info["mode"], batch, max_batch, size)
-        conds = [scene.conditioning(0.5, 0.5, width=size, height=size)] * batch
+        conds = [FrameRequest(scene, 0.5, 0.5, FrameSettings(width=size, height=size))] * batch
         try:
             loop.call(lambda: renderer.render(conds)).result()
         except Exception as e:  # noqa: BLE001 — compiling is an optimisation: fall back, loudly

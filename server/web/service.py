@@ -13,11 +13,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from sdxl_breeder.engine.loop import FrameJob, RenderLoop, Settings, encode_image
+from sdxl_breeder.engine.loop import FrameJob, RenderLoop, encode_image
 from sdxl_breeder.model.genome import Genome, GenomeError, breed, textual_inversion_bytes
 from sdxl_breeder.protocol import Corner, ErrorCode, Limits, ProtocolError
 from sdxl_breeder.model.renderer import Renderer
 from sdxl_breeder.model.scene import Scene, SceneError
+from sdxl_breeder.spec import FrameSettings
 from sdxl_breeder.store import NotFound, Store
 
 log = logging.getLogger("sdxl_breeder.service")
@@ -113,7 +114,7 @@ class Breeder:
         return textual_inversion_bytes(genome.noken(), token=f"<{genome_id}>")
 
     # ------------------------------------------------------------------ frames
-    async def render(self, resolved: Scene, x: float, y: float, settings: Settings) -> np.ndarray:
+    async def render(self, resolved: Scene, x: float, y: float, settings: FrameSettings) -> np.ndarray:
         job = FrameJob(resolved, x, y, seq=0, settings=settings)
         try:
             return await self.loop.render_once(job)
@@ -127,7 +128,7 @@ class Breeder:
         if cached:
             return cached
         scene = Scene((genome, genome, genome, genome))
-        frame = await self.render(scene, 0.0, 0.0, Settings(width=THUMBNAIL_SIZE, height=THUMBNAIL_SIZE))
+        frame = await self.render(scene, 0.0, 0.0, FrameSettings(width=THUMBNAIL_SIZE, height=THUMBNAIL_SIZE))
         jpeg = await asyncio.to_thread(encode_image, frame, "jpeg", 85)
         try:
             await asyncio.to_thread(self.store.set_thumbnail, genome_id, jpeg)

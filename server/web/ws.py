@@ -18,8 +18,9 @@ import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from sdxl_breeder import protocol as p
-from sdxl_breeder.engine.loop import FrameJob, Outbox, Session, Settings, frame_message
+from sdxl_breeder.engine.loop import FrameJob, Outbox, Session, frame_message
 from sdxl_breeder.model.scene import Scene
+from sdxl_breeder.spec import FrameSettings
 from sdxl_breeder.web.service import Breeder
 from sdxl_breeder.walks.paths import WALK_FORMAT, WALK_VERSION, Walk
 
@@ -28,7 +29,7 @@ log = logging.getLogger("sdxl_breeder.ws")
 
 @dataclass
 class PadState:
-    settings: Settings = field(default_factory=Settings)
+    settings: FrameSettings = field(default_factory=FrameSettings)
     scene: Scene | None = None
     corners: list[dict[str, Any]] = field(default_factory=list)
     template: str | None = None

@@ -1,0 +1,75 @@
+"""The shared vocabulary, defined once: nokens, blend modes, corners, frame settings and every limit.
+
+Stdlib only, so the protocol, the walk files, the CLI and the model code all import it cheaply.
+The page (static/js/protocol.js) mirrors what it needs of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+NOKEN = "[noken]"  # the slot of a template where the blended noken goes
+BLEND_MODES = ("lerp", "slerp")
+CORNER_NAMES = ("top-left", "top-right", "bottom-left", "bottom-right")
+MAX_SEED = 2**32 - 1  # seeds are ints in [0, MAX_SEED] (what torch.Generator.manual_seed takes)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Every limit the server enforces; sent to clients as `hello.limits` and `/api/config`."""
+
+    max_message_bytes: int = 16384  # a larger client text message closes the socket with 1009
+    max_prompt_chars: int = 1000
+    min_size: int = 64
+    max_size: int = 1024
+    size_multiple: int = 64
+    max_seed: int = MAX_SEED
+    min_quality: int = 1
+    max_quality: int = 100
+    max_mutation: float = 2.0
+    max_json_depth: int = 6
+    max_batch: int = 8
+    max_record_points: int = 36000
+
+    def to_json(self) -> dict[str, int | float]:
+        return asdict(self)
+
+    def check_size(self, name: str, value: int) -> str | None:
+        """Why `value` is not an allowed frame width/height, or None when it is."""
+        if not self.min_size <= value <= self.max_size or value % self.size_multiple:
+            return f"{name} must be a multiple of {self.size_multiple} within [{self.min_size}, {self.max_size}], got {value}"
+        return None
+
+
+LIMITS = Limits()  # the defaults; a server may be started with others (e.g. --max-batch)
+
+
+@dataclass(frozen=True)
+class Corner:
+    """One corner of the pad: a new prompt or an existing genome id (exactly one is set)."""
+
+    prompt: str | None = None
+    genome: str | None = None
+
+
+@dataclass(frozen=True)
+class FrameSettings:
+    """How a session's frames are rendered: size, noise seed(s), blend mode, JPEG quality."""
+
+    width: int = 512
+    height: int = 512
+    seed: int = 0
+    blend: str = "lerp"
+    quality: int = 80
+    corner_seeds: tuple[int, int, int, int] | None = None  # per-corner noise, blended like the tokens
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "width": self.width,
+            "height": self.height,
+            "seed": self.seed,
+            "blend": self.blend,
+            "quality": self.quality,
+            "corner_seeds": list(self.corner_seeds) if self.corner_seeds else None,
+        }
