@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+from sdxl_breeder import __version__
 from sdxl_breeder.spec import BLEND_MODES, LIMITS, FrameSettings
 
 EXIT_USAGE = 2
@@ -370,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="SDXL Breeder: fly between prompts in real time. Run `sdxl-breeder COMMAND --help` for details.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
+                        help="print the installed version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in COMMANDS:
         add(sub)

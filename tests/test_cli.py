@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
+from importlib.metadata import version
 
 import numpy as np
 import pytest
@@ -47,13 +50,23 @@ def test_bad_arguments_give_one_clear_line(tmp_path, args, message):
         argv = [sys.executable, "-m", "sdxl_breeder.cli", "render", "--prompt", "a"]
     else:
         argv += ["--out", str(out)]
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=120, env={"HF_HUB_OFFLINE": "1", **__import__("os").environ})
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120, env={"HF_HUB_OFFLINE": "1", **os.environ})
     assert r.returncode == 2
     assert message in r.stderr
     assert "Traceback" not in r.stderr
 
 
 def test_help_lists_every_command():
-    r = subprocess.run([sys.executable, "-m", "sdxl_breeder.cli", "--help"], capture_output=True, text=True, timeout=60)
-    for cmd in ("render", "serve"):
-        assert cmd in r.stdout
+    r = subprocess.run([sys.executable, "-m", "sdxl_breeder", "--help"], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "COLUMNS": "100"})
+    assert r.returncode == 0
+    # the command list: an indented "name  help" line per command ("render" must not match "render-walk")
+    listed = {m.group(1) for m in re.finditer(r"^ {4}([a-z][a-z-]*) {2,}\S", r.stdout, re.MULTILINE)}
+    assert listed == {"render", "serve", "bench", "walk", "render-walk"}, r.stdout
+
+
+@pytest.mark.parametrize("argv", [["-m", "sdxl_breeder"], ["-m", "sdxl_breeder.cli"]])
+def test_version_is_the_installed_distribution_version(argv):
+    r = subprocess.run([sys.executable, *argv, "--version"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"sdxl-breeder {version('sdxl-breeder')}"

@@ -14,7 +14,8 @@ def test_every_cli_option_is_documented():
     text = (DOCS / "cli.md").read_text()
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    missing = []
+    missing = [opt for action in parser._actions for opt in action.option_strings
+               if opt.startswith("--") and opt != "--help" and opt not in text]
     for name, command in sub.choices.items():
         if f"sdxl-breeder {name}" not in text:
             missing.append(name)

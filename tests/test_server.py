@@ -146,6 +146,19 @@ async def test_moves_at_full_speed_skip_stale_positions(server):
     await c.close()
 
 
+STALLED_MAX_FRAMES = 400  # a stalled reader's socket buffers hold ~40 frames of 256² at quality 100
+
+
+async def metric_above(server: LiveServer, name: str, value: float, timeout: float = TIMEOUT) -> float:
+    """Wait until the server's metric `name` exceeds `value`; returns the new value."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (now := await asyncio.to_thread(server.metric, name)) <= value:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{name} stayed at {now:g} for {timeout} s (waiting for > {value:g})")
+        await asyncio.sleep(0.01)
+    return now
+
+
 async def test_client_that_never_reads_costs_one_frame(server):
     """A reader that stalls: frames keep being rendered, unsent ones are replaced, memory stays flat."""
     sock = socket.socket()
@@ -158,15 +171,22 @@ async def test_client_that_never_reads_costs_one_frame(server):
     dropped_before = server.metric("breeder_dropped_frames_total")
     rendered_before = server.metric("breeder_frames_total")
     rss_before = server.rss()
-    # From here on the client sends but never reads.
-    for i in range(400):
-        await ws.send(json.dumps({"type": "move", "x": (i % 100) / 100, "y": (i % 37) / 37, "seq": i + 1}))
-        await asyncio.sleep(0.02)
-    rendered = server.metric("breeder_frames_total") - rendered_before
-    dropped = server.metric("breeder_dropped_frames_total") - dropped_before
+    # From here on the client sends but never reads: a move, and the next once the server rendered
+    # it, until the socket buffers between us are full and the server starts replacing frames.
+    rendered, dropped = rendered_before, dropped_before
+    for i in range(1, STALLED_MAX_FRAMES + 1):
+        await ws.send(json.dumps({"type": "move", "x": (i % 100) / 100, "y": (i % 37) / 37, "seq": i}))
+        rendered = await metric_above(server, "breeder_frames_total", rendered)  # rendering goes on
+        dropped = server.metric("breeder_dropped_frames_total")
+        if dropped > dropped_before:
+            break
+    assert dropped > dropped_before, f"{i} frames for a stalled reader were all queued, none replaced"
+    # now the reader costs one frame: each new frame replaces the unsent one
+    for i in range(i + 1, i + 11):
+        await ws.send(json.dumps({"type": "move", "x": (i % 100) / 100, "y": (i % 37) / 37, "seq": i}))
+        rendered = await metric_above(server, "breeder_frames_total", rendered)
+    await metric_above(server, "breeder_dropped_frames_total", dropped + 8)  # 9 of 10, or more
     grown = server.rss() - rss_before
-    assert rendered >= 10
-    assert dropped >= 1, "frames for a stalled reader should be replaced, not queued"
     assert grown < 64 * 2**20, f"server grew by {grown / 2**20:.1f} MiB for a stalled reader"
     ws.transport.abort()
     # the server is still fine for others
@@ -393,10 +413,16 @@ def test_non_loopback_host_needs_token(capsys):
     assert "--token" in err and "Traceback" not in err
 
 
+def _blocks(frame: np.ndarray, k: int = 8) -> np.ndarray:
+    """k×k block means: the picture's coarse content, which H.264 keeps even when it smears noise."""
+    h, w, c = frame.shape
+    return frame.astype(float).reshape(h // k, k, w // k, k, c).mean(axis=(1, 3))
+
+
 async def test_recorded_walk_exports_mp4_and_rerenders_offline(server, renderer, tmp_path):
     from sdxl_breeder.walks.video import probe, read_video_frames
-    from sdxl_breeder.walks.render import render_walk
-    from sdxl_breeder.walks.paths import Walk, resample
+    from sdxl_breeder.walks.render import render_walk, walk_frames
+    from sdxl_breeder.walks.paths import Walk
 
     c = await Client.connect(server.ws)
     await c.setup(size=64, corner_seeds=[1, 2, 3, 4])  # distinct noise per corner: distinct ends
@@ -409,21 +435,34 @@ async def test_recorded_walk_exports_mp4_and_rerenders_offline(server, renderer,
     await c.close()
 
     walk = Walk.from_json(httpx.get(f"{server.http}/api/walks/{walk_id}").json()["walk"])
-    fps = 20
-    expected = len(resample(walk.points, fps))
+    fps = 60
+    points = walk_frames(walk, fps)
+    offline = list(render_walk(walk, renderer, fps=fps))
+    assert len(offline) == len(points) >= 2
+    diff = lambda a, b: np.abs(a.astype(float) - b.astype(float)).mean()  # noqa: E731
+    assert diff(offline[0], offline[-1]) > 10, "the walk's ends look alike: the comparisons below prove nothing"
+
+    # the same frames, losslessly: the server's PNG at each of the walk's points is the offline frame
+    for pt, ours in zip(points, offline):
+        body = {"corners": walk.to_json()["corners"], "x": pt.x, "y": pt.y, "seed": walk.seed, "blend": walk.blend,
+                "corner_seeds": walk.corner_seeds, "width": 64, "height": 64, "format": "png"}
+        r = httpx.post(server.http + "/api/render", json=body, timeout=TIMEOUT)
+        assert r.status_code == 200, r.text
+        theirs = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB"))
+        assert np.abs(theirs.astype(int) - ours.astype(int)).max() <= 1, f"frame at {pt} differs"  # batch rounding
+
+    # the video: one H.264 frame per point, each the offline frame up to H.264's loss, which at 64²
+    # is as large as the difference between two noise frames, so compare the coarse content
     r = httpx.get(f"{server.http}/api/walks/{walk_id}/video.mp4", params={"fps": fps, "width": 64, "height": 64}, timeout=TIMEOUT)
     assert r.status_code == 200 and r.headers["content-type"] == "video/mp4"
     path = tmp_path / "walk.mp4"
     path.write_bytes(r.content)
     info = probe(path)
-    assert (info["frames"], info["width"], info["height"], info["codec"]) == (expected, 64, 64, "h264")
+    assert (info["frames"], info["width"], info["height"], info["codec"]) == (len(points), 64, 64, "h264")
     served = read_video_frames(path)
-    offline = list(render_walk(walk, renderer, fps=fps))
-    assert len(offline) == expected
-    # the same frames, up to H.264's loss: each served frame is nearer its offline twin than the other end
-    diff = lambda a, b: np.abs(a.astype(int) - b.astype(int)).mean()  # noqa: E731
-    assert diff(served[-1], offline[-1]) < diff(served[-1], offline[0])
-    assert diff(served[0], offline[0]) < diff(served[0], offline[-1])
+    for i, frame in enumerate(served):
+        assert diff(_blocks(frame), _blocks(offline[i])) < 4, f"video frame {i} is not the walk's frame {i}"
+    assert diff(_blocks(served[0]), _blocks(offline[-1])) > 8  # ... and the ends are told apart
     bad = httpx.get(f"{server.http}/api/walks/{walk_id}/video.mp4", params={"fps": "fast"})
     assert bad.status_code == 400 and bad.json()["code"] == "bad_value"
 
