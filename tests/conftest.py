@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pytest
 
 from sdxl_breeder.cli import _quiet_libraries
@@ -12,6 +13,17 @@ _quiet_libraries()
 logging.getLogger("sdxl_breeder").setLevel(logging.INFO)
 
 PROMPTS = ("a cat", "a red fox in the snow", "a drawing of a whippet sleeping", "neon city at night")
+
+
+def coarse_diff(a: np.ndarray, b: np.ndarray, block: int = 8) -> float:
+    """Mean difference of two HxWx3 frames' block×block means. The tiny model's frames are
+    noise-like, and JPEG or H.264 at 64² smears them by as much as two different frames differ;
+    their coarse content survives both, so a lossy frame is compared with its lossless twin here."""
+    def means(f: np.ndarray) -> np.ndarray:
+        h, w, c = f.shape
+        return f.astype(float).reshape(h // block, block, w // block, block, c).mean(axis=(1, 3))
+
+    return float(np.abs(means(a) - means(b)).mean())
 
 
 @pytest.fixture(scope="session")
