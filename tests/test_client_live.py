@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from sdxl_breeder.client import BreederClient, BreederError, Frame, SyncBreederClient
+from sdxl_breeder.model.renderer import FrameRequest
 from sdxl_breeder.model.scene import Scene
+from sdxl_breeder.spec import FrameSettings
 from tests.conftest import PROMPTS, coarse_diff
 from tests.live import LiveServer
 
@@ -30,7 +32,7 @@ def pixels(frame: Frame) -> np.ndarray:
 
 def corner_frame(renderer, x: float, y: float, seed: int) -> np.ndarray:
     scene = Scene(tuple(renderer.genome_from_prompt(p) for p in PROMPTS))
-    return renderer.render([scene.conditioning(x, y, seed=seed, width=SIZE, height=SIZE)])[0]
+    return renderer.render([FrameRequest(scene, x, y, FrameSettings(seed=seed, width=SIZE, height=SIZE))])[0]
 
 
 def shows(frame: np.ndarray, twin: np.ndarray, other: np.ndarray) -> bool:
