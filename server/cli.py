@@ -1,4 +1,4 @@
-"""`sdxl-breeder` command line: arguments only; the work lives in the modules it calls."""
+"""`sdxl-breeder` command line: parse arguments, call the package, print user errors as one line."""
 
 from __future__ import annotations
 
