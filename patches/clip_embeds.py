@@ -1,23 +1,24 @@
 """Token embeddings into transformers' CLIP text encoders, batched, without forking transformers.
 
-`CLIPTextModel.forward` only takes `input_ids`. We run the stock forward with placeholder ids and
-a forward hook on the token-embedding layer (`get_input_embeddings()`) that swaps its output for
-our token vectors; positional embeddings, the causal mask, every layer and the final layer norm
-stay the stock code. Pooling is done here, as a weighted sum over positions, because a blend of
-prompts has several end-of-text positions and the stock code can only take one.
+`CLIPTextModel.forward` only takes `input_ids`. We run the encoder's own submodules in the stock
+order instead: the embeddings module with `inputs_embeds` (adds the positional embeddings), every
+encoder layer with a causal mask, then the final layer norm. No hook and no per-call closure, so
+the whole function traces as one graph under `torch.compile`. Pooling is done here, as a weighted
+sum over positions, because a blend of prompts has several end-of-text positions and the stock
+code can only take one.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor
 
 # Checked against these transformers releases (tests/test_patches.py proves equality with
-# diffusers' `encode_prompt`). The hook relies only on `get_input_embeddings()` being the module
-# that turns ids into vectors, which has held since 4.x; 5.x dropped the inner text_model.
+# diffusers' `encode_prompt`). The route relies on the text model's `embeddings` (taking
+# `inputs_embeds`), `encoder.layers` (taking hidden states and an additive attention mask) and
+# `final_layer_norm`: the layout since 4.x (in 5.x `CLIPTextModel` is itself the text model).
 CHECKED_VERSIONS = ("5.24",)
 SUPPORTED_MAJOR = (4, 5)
 MIN_VERSION = (4, 40)
@@ -46,43 +47,69 @@ def check_transformers_version(version: str | None = None) -> str:
     return version
 
 
-@contextmanager
-def _token_embeddings_replaced(text_encoder: Any, embeds: Tensor) -> Iterator[list[bool]]:
-    layer = text_encoder.get_input_embeddings()
-    fired: list[bool] = []
-
-    def hook(module: Any, args: Any, output: Tensor) -> Tensor:
-        if output.shape != embeds.shape:
-            raise RuntimeError(f"token embedding hook: expected output {tuple(embeds.shape)}, got {tuple(output.shape)}")
-        fired.append(True)
-        return embeds.to(output.dtype)
-
-    handle = layer.register_forward_hook(hook)
-    try:
-        yield fired
-    finally:
-        handle.remove()
+def text_model(text_encoder: Any) -> Any:
+    """The module holding `embeddings`, `encoder` and `final_layer_norm`: the encoder itself in
+    transformers 5.x `CLIPTextModel`, its `.text_model` otherwise."""
+    inner = getattr(text_encoder, "text_model", text_encoder)
+    for name in ("embeddings", "encoder", "final_layer_norm"):
+        if not hasattr(inner, name):
+            raise UnsupportedTransformers(
+                f"this transformers release lays out CLIP differently (no `{name}` on the text model); "
+                "see patches/README.md"
+            )
+    return inner
 
 
-def encode_token_embeddings(text_encoder: Any, embeds: Tensor) -> tuple[Tensor, Tensor]:
+def causal_mask(batch: int, tokens: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """The additive causal mask `[B, 1, T, T]` CLIP's attention takes: 0 on and below the
+    diagonal, the dtype's minimum above it (every attention implementation accepts it)."""
+    mask = torch.full((tokens, tokens), torch.finfo(dtype).min, dtype=dtype, device=device).triu(1)
+    return mask[None, None].expand(batch, 1, tokens, tokens)
+
+
+def encode_token_embeddings(text_encoder: Any, embeds: Tensor, *, final: bool = True) -> tuple[Tensor, Tensor | None]:
     """Run one CLIP text encoder on token embeddings `[B, T, d]`.
 
     Returns (penultimate hidden states `[B, T, d]`, final hidden states after the final layer
-    norm `[B, T, d]`), exactly what the stock forward computes from ids with the same vectors."""
+    norm `[B, T, d]`, or None with `final=False`, which skips the last layer), exactly what the
+    stock forward computes from ids with the same vectors."""
+    model = text_model(text_encoder)
     batch, tokens, width = embeds.shape
-    expected = text_encoder.get_input_embeddings().weight.shape[1]
+    expected = model.embeddings.token_embedding.weight.shape[1]
     if width != expected:
         raise ValueError(f"token embeddings are {width} wide; this text encoder takes {expected}")
-    # Placeholder ids: only their shape matters, since the hook replaces the vectors and we pool ourselves.
-    ids = torch.zeros((batch, tokens), dtype=torch.long, device=embeds.device)
-    with _token_embeddings_replaced(text_encoder, embeds) as fired:
-        out = text_encoder(input_ids=ids, output_hidden_states=True)
-    if not fired:
-        raise UnsupportedTransformers(
-            "the CLIP token-embedding hook did not fire: this transformers release builds text "
-            "embeddings differently; see patches/README.md"
-        )
-    return out.hidden_states[-2], out.last_hidden_state
+    hidden = model.embeddings(inputs_embeds=embeds)
+    mask = causal_mask(batch, tokens, hidden.dtype, hidden.device)
+    layers = model.encoder.layers
+    for layer in layers[:-1]:
+        hidden = _layer(layer, hidden, mask)
+    penultimate = hidden
+    if not final:
+        return penultimate, None
+    return penultimate, model.final_layer_norm(_layer(layers[-1], hidden, mask))
+
+
+def _layer(layer: Any, hidden: Tensor, mask: Tensor) -> Tensor:
+    # 5.x layers return the hidden states, 4.x a one-element tuple.
+    out = layer(hidden, mask)
+    return out[0] if isinstance(out, tuple) else out
+
+
+def drop_output_capture_hooks(text_encoder: Any) -> int:
+    """Remove the output-capturing hooks transformers 5.x puts on a model's layers the first time
+    its stock forward runs (they read a ContextVar, which splits a compiled graph), and clear the
+    flag that says they are there, so the next stock forward installs them again. Returns how
+    many were removed. Only `torch.compile` needs this; eager results are the same either way."""
+    removed = 0
+    for module in text_encoder.modules():
+        hooks = getattr(module, "_forward_hooks", None)
+        if hooks:
+            for key in [k for k, fn in hooks.items() if getattr(fn, "__name__", "") == "output_capturing_hook"]:
+                del hooks[key]
+                removed += 1
+        if getattr(module, "_output_capturing_hooks_installed", False):
+            module._output_capturing_hooks_installed = False
+    return removed
 
 
 def sdxl_conditioning(
@@ -104,11 +131,13 @@ def sdxl_conditioning(
             f"shape mismatch: embeds_1 {tuple(embeds_1.shape)}, embeds_2 {tuple(embeds_2.shape)}, "
             f"pool_weights {tuple(pool_weights.shape)}"
         )
-    h1, _ = encode_token_embeddings(text_encoder, embeds_1)
+    # SDXL reads the first encoder's penultimate layer only: its last layer is never run.
+    h1, _ = encode_token_embeddings(text_encoder, embeds_1, final=False)
     h2, last2 = encode_token_embeddings(text_encoder_2, embeds_2)
-    pooled_hidden = torch.einsum("bt,btd->bd", pool_weights.to(last2.dtype), last2)
+    assert last2 is not None
+    pooled_hidden = (pool_weights.to(last2.dtype)[:, :, None] * last2).sum(1)
     pooled = text_encoder_2.text_projection(pooled_hidden)
-    return torch.cat([h1, h2], dim=-1), pooled
+    return torch.cat([h1, h2.to(h1.dtype)], dim=-1), pooled
 
 
 check_transformers_version()

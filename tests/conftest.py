@@ -12,6 +12,17 @@ from sdxl_breeder.cli import _quiet_libraries
 _quiet_libraries()
 logging.getLogger("sdxl_breeder").setLevel(logging.INFO)
 
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (run scripts/gpu-check on a GPU machine)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 PROMPTS = ("a cat", "a red fox in the snow", "a drawing of a whippet sleeping", "neon city at night")
 
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sdxl_breeder.patches.clip_embeds import UnsupportedTransformers, check_transformers_version, sdxl_conditioning
+from sdxl_breeder.patches.clip_embeds import (
+    UnsupportedTransformers,
+    check_transformers_version,
+    drop_output_capture_hooks,
+    sdxl_conditioning,
+)
 from tests.conftest import PROMPTS
 
 
@@ -52,6 +57,28 @@ def test_encoders_untouched_after_call(tiny_model):
         embeds, _ = sdxl_conditioning(pipe.text_encoder, pipe.text_encoder_2, e1, e2, w)
     assert (again - embeds).abs().max() <= 1e-5
     assert not pipe.text_encoder.get_input_embeddings()._forward_hooks
+
+
+def test_traces_as_one_graph(tiny_model):
+    """No hook or closure per call: torch.compile sees one graph (fullgraph) and the same numbers,
+    also after a stock forward (once its output-capturing hooks are dropped; it reinstalls them)."""
+    import torch._dynamo
+
+    pipe = tiny_model.pipeline
+    e1, e2, w = _stock_inputs(pipe, PROMPTS[:2])
+    with torch.inference_mode():
+        pipe.encode_prompt(PROMPTS[0], do_classifier_free_guidance=False)
+    assert drop_output_capture_hooks(pipe.text_encoder) > 0 and drop_output_capture_hooks(pipe.text_encoder_2) > 0
+    torch._dynamo.reset()
+    compiled = torch.compile(sdxl_conditioning, fullgraph=True, backend="eager")
+    with torch.inference_mode():
+        ref = sdxl_conditioning(pipe.text_encoder, pipe.text_encoder_2, e1, e2, w)
+        out = compiled(pipe.text_encoder, pipe.text_encoder_2, e1, e2, w)
+    torch._dynamo.reset()
+    assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1])
+    with torch.inference_mode():  # the stock forward still works, and puts its hooks back
+        again, _, _, _ = pipe.encode_prompt(PROMPTS[0], do_classifier_free_guidance=False)
+    assert drop_output_capture_hooks(pipe.text_encoder) > 0
 
 
 def test_wrong_width_is_a_clear_error(tiny_model):

@@ -86,8 +86,15 @@ def test_corner_seeds_slerp_noise_exact_at_corners(renderer, scene):
         with_corners = FrameRequest(scene, x, y, FrameSettings(seed=0, width=SIZE, height=SIZE, corner_seeds=seeds))
         plain = FrameRequest(scene, x, y, FrameSettings(seed=seeds[corner], width=SIZE, height=SIZE))
         assert np.array_equal(renderer.render([with_corners])[0], renderer.render([plain])[0])
-    mid = renderer.render([FrameRequest(scene, 0.5, 0.5, FrameSettings(width=SIZE, height=SIZE, corner_seeds=seeds))])[0]
-    assert np.isfinite(mid).all()
+    mid_request = FrameRequest(scene, 0.5, 0.5, FrameSettings(width=SIZE, height=SIZE, corner_seeds=seeds))
+    mid = renderer.render([mid_request])[0]
+    assert np.array_equal(mid, renderer.render([mid_request])[0])
+    # Mid-pad the noise is a blend of all four seeds: unlike the frame with any one of them.
+    for seed in seeds:
+        single = renderer.render([FrameRequest(scene, 0.5, 0.5, FrameSettings(seed=seed, width=SIZE, height=SIZE))])[0]
+        assert max_diff(mid, single) > 5
+    # A NaN in the blended noise would come out as a flat (all-zero) frame.
+    assert mid.std() > 5
 
 
 def test_noise_drawn_like_diffusers(renderer):
@@ -140,3 +147,91 @@ def test_textual_inversion_loads_into_stock_pipeline(renderer):
     embeds, pooled = renderer.encode([FrameRequest(scene, x, y)])
     assert (embeds - ref_embeds).abs().max() <= 1e-5
     assert (pooled - ref_pooled).abs().max() <= 1e-5
+
+
+def test_batch_blends_mixed_scenes_modes_and_points_on_the_device(renderer, scene):
+    """One batch mixing a prompt scene and a template scene, lerp and slerp, corners and mid-pad:
+    each row's conditioning is the one that frame gets alone, and a lerp row is Σ wᵢ · cornerᵢ."""
+    from sdxl_breeder.model.blend import bilinear_weights
+    from sdxl_breeder.patches.clip_embeds import sdxl_conditioning
+
+    template = Scene(tuple(renderer.genome_from_prompt(n) for n in ("van gogh", "ink", "neon city", "cats")),
+                     renderer.template("a drawing in the style of [noken] of a whippet sleeping"))
+    frames = [
+        FrameRequest(scene, 0.25, 0.75, FrameSettings(blend="lerp")),
+        FrameRequest(template, 0.6, 0.3, FrameSettings(blend="slerp")),
+        FrameRequest(scene, 1.0, 0.0, FrameSettings(blend="slerp")),
+        FrameRequest(template, 0.5, 0.5, FrameSettings(blend="lerp")),
+        FrameRequest(scene, 0.7, 0.2, FrameSettings(blend="slerp")),
+    ]
+    embeds, pooled = renderer.encode(frames)
+    for i, f in enumerate(frames):
+        alone_embeds, alone_pooled = renderer.encode([f])
+        assert torch.allclose(embeds[i], alone_embeds[0], atol=1e-5), i
+        assert torch.allclose(pooled[i], alone_pooled[0], atol=1e-5), i
+    w = bilinear_weights(0.25, 0.75)
+    by_hand = [sum(wi * g.embeds[e] for wi, g in zip(w, scene.corners)) for e in range(2)]
+    pool = sum(wi * g.pool_weights() for wi, g in zip(w, scene.corners))
+    with torch.inference_mode():
+        ref_embeds, ref_pooled = sdxl_conditioning(*renderer.encoders, by_hand[0][None], by_hand[1][None], pool[None])
+    assert torch.allclose(embeds[0], ref_embeds[0], atol=1e-5)
+    assert torch.allclose(pooled[0], ref_pooled[0], atol=1e-5)
+    # The slerp corner row is the corner itself, exactly.
+    corner_embeds, _ = renderer.encode([FrameRequest(scene, 1.0, 0.0, FrameSettings(blend="lerp"))])
+    assert torch.equal(embeds[2], corner_embeds[0])
+
+
+def test_scene_goes_to_the_device_once(renderer, scene):
+    renderer.render([FrameRequest(scene, 0.5, 0.5, FrameSettings(width=64, height=64))])
+    pack = scene.pack(renderer.device)
+    renderer.render([FrameRequest(scene, 0.1, 0.5, FrameSettings(width=64, height=64))])
+    assert scene.pack(renderer.device) is pack
+    assert pack.corners[0].shape == (4, 77, renderer.widths[0]) and pack.pools.shape == (4, 77)
+
+
+def test_padded_buckets_drop_the_padding(tiny_model, scene):
+    """With batch buckets (as when compiled), 3 frames render as a batch of 4 and come back as 3,
+    equal to the unpadded frames."""
+    from sdxl_breeder.model.renderer import Renderer
+
+    r = Renderer(tiny_model)
+    frames = [FrameRequest(scene, i / 3, 0.5, FrameSettings(seed=i, width=64, height=64)) for i in range(3)]
+    plain = r.render(frames)
+    r.buckets = (1, 2, 4)
+    assert [len(p) for p in r._padded(frames)] == [4]
+    assert [len(p) for p in r._padded(frames * 2)] == [4, 2]
+    padded = r.render(frames)
+    assert len(padded) == 3
+    for a, b in zip(plain, padded):
+        assert max_diff(a, b) <= 1
+
+
+def test_failed_compile_falls_back_to_eager(tiny_model, scene):
+    """A compile that fails (here: a backend that raises) leaves an eager renderer that works."""
+    from sdxl_breeder.model.compiled import compile_renderer
+    from sdxl_breeder.model.renderer import Renderer
+
+    def broken_backend(gm, example_inputs):
+        raise RuntimeError("no compiler here")
+
+    r = Renderer(tiny_model)
+    frame = FrameRequest(scene, 0.4, 0.6, FrameSettings(seed=2, width=64, height=64))
+    before = r.render([frame])[0]
+    report = compile_renderer(r, max_batch=2, width=64, height=64, backend=broken_backend)
+    assert not report.ok and "no compiler here" in report.error
+    assert r.encode_fn == r.encode_eager and r.denoise_fn == r.denoise_eager and r.decode_fn == r.decode_eager
+    assert r.buckets is None
+    assert np.array_equal(r.render([frame])[0], before)
+
+
+def test_stage_clock_times_each_stage(tiny_model, scene):
+    from sdxl_breeder.model.renderer import Renderer
+    from sdxl_breeder.model.stages import STAGES
+
+    r = Renderer(tiny_model)
+    r.render([FrameRequest(scene, 0.5, 0.5, FrameSettings(width=64, height=64))])
+    assert r.clock.last == {}
+    r.clock.enabled = True
+    r.render([FrameRequest(scene, 0.5, 0.5, FrameSettings(width=64, height=64))] * 2)
+    assert set(r.clock.last) == set(STAGES)
+    assert all(ms >= 0 for ms in r.clock.last.values()) and r.clock.last["unet"] > 0

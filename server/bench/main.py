@@ -35,12 +35,10 @@ from typing import Any, Callable
 
 log = logging.getLogger("sdxl_breeder.bench")
 
-from sdxl_breeder.bench.clients import PROMPTS, BenchError, BenchServer, _r, pad_point, run_clients, summarize_clients  # noqa: E402
+from sdxl_breeder.bench.clients import PROMPTS, BenchError, BenchServer, _r, run_clients, summarize_clients  # noqa: E402
 from sdxl_breeder.bench.render import (  # noqa: E402
     CpuMeter, NaiveBench, RendererBench, apply_channels_last, machine_info,
 )
-from sdxl_breeder.model.renderer import FrameRequest, compile_pipeline as apply_compile  # noqa: E402
-from sdxl_breeder.spec import FrameSettings  # noqa: E402
 
 JSON_VERSION = 1
 ROUNDS = 3  # naive and renderer slices alternate this many times (when they can)
@@ -180,8 +178,9 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             on_render_thread(lambda: apply_channels_last(model.pipeline))
             say("[bench] channels_last applied to the UNet and VAE")
         scene = on_render_thread(lambda: Scene(tuple(renderer.genome_from_prompt(p) for p in PROMPTS)))  # type: ignore[arg-type]
+        from sdxl_breeder.model.compiled import compile_renderer, use_eager
+
         info: dict[str, Any] = {"ok": False}
-        undo: Callable[[], None] = lambda: None
 
         def compiled_call(fn: Callable[[], Any]) -> Any:
             """Run `fn` on the render thread; if compiled code fails there, go on uncompiled."""
@@ -190,20 +189,19 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             except Exception as e:  # noqa: BLE001 — compiling is optional; report and go on
                 if not info["ok"]:
                     raise
-                on_render_thread(undo)
+                on_render_thread(lambda: use_eager(renderer))
                 info["ok"] = False
                 info["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}"
                 say(f"[bench] NOTE: torch.compile failed, running uncompiled from here: {info['error']}")
                 return on_render_thread(fn)
 
         if opts.compile:
-            say("[bench] torch.compile: wrapping the UNet and VAE decoder (the first calls compile; this can take minutes) …")
-            info, undo = apply_compile(model.pipeline, model.device)
-            info["ok"] = True
+            say("[bench] torch.compile: text encoders, UNet step and VAE decode at the batch buckets (this can take minutes) …")
             t = time.perf_counter()
-            compiled_call(lambda: renderer.render([FrameRequest(scene, 0.5, 0.5, FrameSettings(width=size, height=size))]))
+            report = on_render_thread(lambda: compile_renderer(renderer, max_batch=max(opts.max_batch, *opts.batches), width=size, height=size))
+            info = report.as_dict()
             info["first_call_s"] = _r(time.perf_counter() - t)
-            say(f"[bench]   first compiled call (batch 1): {info['first_call_s']:.1f} s")
+            say(f"[bench]   compiled in {info['first_call_s']:.1f} s" + ("" if report.ok else f"; FAILED, running uncompiled: {report.error}"))
             result["compile"] = info
             result["warmup_s"]["compile_first_call"] = info["first_call_s"]
 
@@ -233,15 +231,6 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         result["renderer_best"] = {"batch": best["batch"], "fps": best["fps"]}
 
         # 4. end to end
-        if opts.compile and info["ok"]:
-            missing = [b for b in range(1, opts.max_batch + 1) if b not in opts.batches]
-            if missing:
-                say(f"[bench] compiling the server's other batch sizes {missing} …")
-                t = time.perf_counter()
-                for b in missing:
-                    conds = [FrameRequest(scene, *pad_point(k), FrameSettings(width=size, height=size)) for k in range(b)]
-                    compiled_call(lambda conds=conds: renderer.render(conds))
-                result["warmup_s"]["compile_server_batches"] = _r(time.perf_counter() - t)
         stamps: dict[tuple[int, int], tuple[float, float]] = {}
         render_batch = loop._render
 

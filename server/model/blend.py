@@ -92,8 +92,14 @@ def slerp_vectors(a: Tensor, b: Tensor, t: float, eps: float = 1e-7) -> Tensor:
         return a
     if t == 1.0:
         return b
+    return slerp_rows(a, b, torch.tensor(t, dtype=_compute_dtype(a), device=a.device), eps)
+
+
+def slerp_rows(a: Tensor, b: Tensor, t: Tensor, eps: float = 1e-7) -> Tensor:
+    """`slerp_vectors` with `t` a tensor broadcastable against `a[..., :1]` (one t per row of a
+    batch), in batched tensor ops with no host round trip. Exactly a where t == 0, b where t == 1."""
     cd = _compute_dtype(a)
-    af, bf = a.to(cd), b.to(cd)
+    af, bf, t = a.to(cd), b.to(cd), t.to(cd)
     na = torch.linalg.vector_norm(af, dim=-1, keepdim=True)
     nb = torch.linalg.vector_norm(bf, dim=-1, keepdim=True)
     ua = af / na.clamp_min(eps)
@@ -106,8 +112,8 @@ def slerp_vectors(a: Tensor, b: Tensor, t: float, eps: float = 1e-7) -> Tensor:
     sin_omega = torch.sin(omega)
     parallel = sin_omega < _PARALLEL_SIN
     safe_sin = torch.where(parallel, torch.ones_like(sin_omega), sin_omega)
-    ca = torch.where(parallel, torch.full_like(omega, 1.0 - t), torch.sin((1.0 - t) * omega) / safe_sin)
-    cb = torch.where(parallel, torch.full_like(omega, t), torch.sin(t * omega) / safe_sin)
+    ca = torch.where(parallel, (1.0 - t).expand_as(omega), torch.sin((1.0 - t) * omega) / safe_sin)
+    cb = torch.where(parallel, t.expand_as(omega), torch.sin(t * omega) / safe_sin)
     direction = ca * ua + cb * ub
     # Renormalise so the result norm is exactly the interpolated norm (also
     # turns the parallel-case lerp of directions into a normalised lerp).
@@ -115,6 +121,7 @@ def slerp_vectors(a: Tensor, b: Tensor, t: float, eps: float = 1e-7) -> Tensor:
     out = direction * ((1.0 - t) * na + t * nb)
     raw = (na < eps) | (nb < eps) | (parallel & (omega > 0.5 * math.pi))
     out = torch.where(raw, af * (1.0 - t) + bf * t, out)
+    out = torch.where(t == 0.0, af, torch.where(t == 1.0, bf, out))
     return out.to(a.dtype)
 
 
@@ -161,21 +168,42 @@ def blend_bilinear(corners: Sequence[Tensor], x: float, y: float, mode: BlendMod
     _check_corners(corners)
     if mode not in BLEND_MODES:
         raise ValueError(f"unknown blend mode {mode!r}; valid modes: {', '.join(BLEND_MODES)}")
-    weights = bilinear_weights(x, y)
-    if mode == "slerp":
-        tl, tr, bl, br = corners
-        top = slerp_vectors(tl, tr, x)
-        bottom = slerp_vectors(bl, br, x)
-        return slerp_vectors(top, bottom, y)
-    for w, c in zip(weights, corners):
-        if w == 1.0:
-            return c  # avoid 0 * inf / rounding noise from the other corners
+    bilinear_weights(x, y)  # checks x and y
     cd = _compute_dtype(corners[0])
-    out = torch.zeros(corners[0].shape, dtype=cd, device=corners[0].device)
-    for w, c in zip(weights, corners):
-        if w != 0.0:
-            out = out + c.to(cd) * w
-    return out.to(corners[0].dtype)
+    xy = torch.tensor([[x, y]], dtype=cd, device=corners[0].device)
+    out = blend_rows(torch.stack(list(corners))[None], xy, slerp=mode == "slerp")
+    return out[0].to(corners[0].dtype)
+
+
+def row_weights(xy: Tensor) -> Tensor:
+    """Bilinear weights `[B, 4]` (TL, TR, BL, BR) of pad positions `xy` `[B, 2]`; one-hot exactly
+    at a corner."""
+    x, y = xy[:, 0:1], xy[:, 1:2]
+    return torch.cat([(1.0 - x) * (1.0 - y), x * (1.0 - y), (1.0 - x) * y, x * y], dim=1)
+
+
+def blend_rows(corners: Tensor, xy: Tensor, slerp: bool | Tensor = False) -> Tensor:
+    """`blend_bilinear` for a batch in tensor ops: corners `[B, 4, ..., d]`, positions `xy`
+    `[B, 2]`, `slerp` one flag for all rows or a bool tensor `[B]` (rows may mix modes).
+    Computed in float32 (float64 for float64 input); exactly a corner at that corner."""
+    cd = _compute_dtype(corners)
+    c = corners.to(cd)
+    xy = xy.to(cd)
+    extra = (1,) * (c.dim() - 2)  # broadcast a per-row value over [..., d]
+    mixed = isinstance(slerp, Tensor)
+    out = None
+    if mixed or not slerp:
+        w = row_weights(xy).view(*xy.shape[:1], 4, *extra)
+        out = (w * c).sum(1)  # elementwise per row: a frame blends alike alone or in a batch
+    if mixed or slerp:
+        x = xy[:, 0].view(-1, *extra)
+        y = xy[:, 1].view(-1, *extra)
+        top = slerp_rows(c[:, 0], c[:, 1], x)
+        bottom = slerp_rows(c[:, 2], c[:, 3], x)
+        curved = slerp_rows(top, bottom, y)
+        out = curved if out is None else torch.where(slerp.view(-1, *extra), curved, out)  # type: ignore[union-attr]
+    assert out is not None
+    return out
 
 
 def blend_noise(corners: Sequence[Tensor], x: float, y: float) -> Tensor:

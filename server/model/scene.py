@@ -1,20 +1,21 @@
-"""A scene: the four corner genomes (or nokens in a template) and what to render at (x, y).
+"""A scene: the four corner genomes (or nokens in a template), blended at points of the pad.
 
-Pure tensor bookkeeping between the genomes and the renderer: `Scene.conditioning(x, y)` is the
-frame's recipe (blended token vectors, pooling weights, noise seeds, size).
+Pure tensor bookkeeping between the genomes and the renderer. A scene's corners go to the
+renderer's device once (`Scene.pack`); `blend_packs` then blends a whole batch of frames, of any
+mix of scenes, positions and blend modes, in batched tensor ops on that device.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Sequence
 
 import torch
 from torch import Tensor
 
-from sdxl_breeder.model.blend import bilinear_weights, blend_bilinear
-from sdxl_breeder.model.genome import MAX_TOKENS, Genome, GenomeError, merge_pools
-
-from sdxl_breeder.spec import BLEND_MODES, NOKEN, FrameSettings
+from sdxl_breeder.model.blend import bilinear_weights, blend_bilinear, blend_rows, row_weights
+from sdxl_breeder.model.genome import MAX_TOKENS, Genome, GenomeError
+from sdxl_breeder.spec import BLEND_MODES, NOKEN
 
 
 class SceneError(ValueError):
@@ -74,23 +75,37 @@ def pad_noken(noken: tuple[Tensor, ...], length: int) -> tuple[Tensor, ...]:
 
 
 @dataclass(frozen=True)
-class Conditioning:
-    """One frame's recipe: what the renderer needs, nothing more."""
+class ScenePack:
+    """A scene's corners as tensors on one device, float32 (the blend's compute precision)."""
 
-    embeds: tuple[Tensor, ...]  # [77, d_i] per encoder
-    pool_weights: Tensor  # [77]
-    seed: int
-    width: int
-    height: int
-    corner_seeds: tuple[int, int, int, int] | None = None
-    x: float = 0.0
-    y: float = 0.0
+    corners: tuple[Tensor, ...]  # [4, 77, d_i] per encoder: the full token vectors of each corner
+    varies: Tensor  # [77, 1] bool: positions that blend (all for prompts; the slot in a template)
+    pools: Tensor  # [4, 77] each corner's pooling weights
+
+
+def blend_packs(packs: Sequence[ScenePack], xy: Tensor, slerp: bool | Tensor = False) -> tuple[tuple[Tensor, ...], Tensor]:
+    """Blend B frames in batched tensor ops: row b is `packs[b]` at `xy[b]` (`[B, 2]`, on the packs'
+    device), slerped where `slerp` says so (one flag, or a bool tensor `[B]`). Returns (token vectors
+    `[B, 77, d_i]` per encoder, pooling weights `[B, 77]`), float32. Exactly a corner at a corner."""
+    n_enc = len(packs[0].corners)
+    varies = torch.stack([p.varies for p in packs])
+    embeds = []
+    for i in range(n_enc):
+        corners = torch.stack([p.corners[i] for p in packs])
+        # Template positions outside the slot are the same in all four corners: they are kept as
+        # they are rather than blended with themselves (which would move them by rounding).
+        embeds.append(torch.where(varies, blend_rows(corners, xy, slerp), corners[:, 0]))
+    pools = torch.stack([p.pools for p in packs])
+    pool_weights = (row_weights(xy.to(pools.dtype))[:, :, None] * pools).sum(1)
+    return tuple(embeds), pool_weights
 
 
 @dataclass(frozen=True)
 class Scene:
     corners: tuple[Genome, Genome, Genome, Genome]
     template: Template | None = None
+    # The corners on each device they were used on, built once (a new scene for new corners).
+    _packs: dict[torch.device, ScenePack] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.corners) != 4:
@@ -107,34 +122,50 @@ class Scene:
         k = max(c.length for c in self.corners)
         return [pad_noken(c.noken(), k) for c in self.corners]
 
+    def pack(self, device: torch.device | str = "cpu") -> ScenePack:
+        """The corners as tensors on `device`, built on first use and kept with the scene."""
+        device = torch.device(device)
+        cached = self._packs.get(device)
+        if cached is not None:
+            return cached
+        if self.template is None:
+            full = [c.embeds for c in self.corners]
+            varies = torch.ones(MAX_TOKENS, 1, dtype=torch.bool)
+            pools = torch.stack([c.pool_weights() for c in self.corners])
+        else:
+            nokens = self.nokens()
+            k = int(nokens[0][0].shape[0])
+            full = [self.template.assemble(n) for n in nokens]
+            start = 1 + int(self.template.prefix[0].shape[0])
+            varies = torch.zeros(MAX_TOKENS, 1, dtype=torch.bool)
+            varies[start : start + k] = True
+            pools = torch.zeros(4, MAX_TOKENS)
+            pools[:, self.template.eos_position(k)] = 1.0
+        corners = tuple(torch.stack([f[i] for f in full]).to(torch.float32) for i in range(len(full[0])))
+        pack = ScenePack(tuple(c.to(device) for c in corners), varies.to(device), pools.to(device))
+        self._packs[device] = pack
+        return pack
+
     def blend(self, x: float, y: float, mode: str = "lerp", bare: bool = False) -> tuple[tuple[Tensor, ...], Tensor, int]:
-        """(token vectors per encoder, pooling weights [77], content length) at (x, y).
+        """(token vectors per encoder, pooling weights [77], content length) at (x, y), on the CPU.
         In noken mode, `bare` gives the blended noken alone instead of the filled-in template."""
         if mode not in BLEND_MODES:
             raise SceneError(f"unknown blend {mode!r}; use one of {', '.join(BLEND_MODES)}")
         weights = bilinear_weights(x, y)
-        if self.template is None:
-            n_enc = len(self.corners[0].embeds)
-            embeds = tuple(blend_bilinear([c.embeds[i] for c in self.corners], x, y, mode) for i in range(n_enc))
-            pool = merge_pools([c.pool for c in self.corners], list(weights))
-            length = max(c.length for c, w in zip(self.corners, weights) if w > 0)
-        else:
+        if self.template is not None and bare:
             nokens = self.nokens()
             slot = tuple(blend_bilinear([n[i] for n in nokens], x, y, mode) for i in range(len(nokens[0])))
-            embeds = self.template.assemble(slot, bare=bare)
+            embeds = self.template.assemble(slot, bare=True)
             length = int(slot[0].shape[0])
-            pool = ((length + 1 if bare else self.template.eos_position(length), 1.0),)
-        pool_weights = torch.zeros(MAX_TOKENS, dtype=torch.float32)
-        for pos, w in pool:
-            pool_weights[pos] += w
-        return embeds, pool_weights, length
-
-    def conditioning(self, x: float, y: float, settings: FrameSettings = FrameSettings()) -> Conditioning:
-        """The frame at (x, y) rendered with `settings`: the one place scene + settings meet."""
-        embeds, pool_weights, _ = self.blend(x, y, settings.blend)
-        return Conditioning(
-            embeds, pool_weights, settings.seed, settings.width, settings.height, settings.corner_seeds, x, y
-        )
+            pool_weights = torch.zeros(MAX_TOKENS, dtype=torch.float32)
+            pool_weights[length + 1] = 1.0
+            return embeds, pool_weights, length
+        rows, pool_weights = blend_packs([self.pack()], torch.tensor([[x, y]]), slerp=mode == "slerp")
+        if self.template is None:
+            length = max(c.length for c, w in zip(self.corners, weights) if w > 0)
+        else:
+            length = int(self.nokens()[0][0].shape[0])
+        return tuple(r[0] for r in rows), pool_weights[0], length
 
     def genome_at(self, x: float, y: float, mode: str = "lerp", prompt: str | None = None) -> Genome:
         """The blend at (x, y) as a genome of its own ("keep this frame"). In noken mode it is
@@ -145,4 +176,4 @@ class Scene:
         return Genome(embeds=tuple(e.clone() for e in embeds), pool=pool, length=length, prompt=prompt, parents=parents)
 
 
-__all__ = ["Conditioning", "GenomeError", "NOKEN", "Scene", "SceneError", "Template", "pad_noken", "split_template"]
+__all__ = ["GenomeError", "NOKEN", "Scene", "SceneError", "ScenePack", "Template", "blend_packs", "pad_noken", "split_template"]

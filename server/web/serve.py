@@ -48,27 +48,22 @@ def check_security(opts: ServeOptions) -> None:
         )
 
 
-def compile_renderer(renderer: "Renderer", loop: "RenderLoop", max_batch: int) -> None:
-    """torch.compile the UNet and VAE decoder and compile every batch size at the default frame
-    size now, on the render thread (which owns the model and, on CUDA, its graphs), so the first
-    pads don't wait. Other frame sizes compile when first asked for."""
+def compile_renderer(renderer: "Renderer", loop: "RenderLoop", max_batch: int, cache_dir: Path) -> None:
+    """torch.compile the renderer's stages for the batch buckets up to `max_batch` at the default
+    frame size now, on the render thread (which owns the model and, on CUDA, its graphs), so the
+    first pads don't wait; compiled artifacts are cached in `cache_dir` for the next start. On
+    failure it logs and serves uncompiled."""
+    from sdxl_breeder.model.compiled import compile_renderer as compile_stages
     from sdxl_breeder.spec import FrameSettings
-    from sdxl_breeder.model.renderer import FrameRequest, compile_pipeline
-    from sdxl_breeder.model.scene import Scene
 
-    info, undo = loop.call(lambda: compile_pipeline(renderer.pipe, renderer.device)).result()
     size = FrameSettings().width if renderer.name != "tiny" else 256
-    genome = loop.call(lambda: renderer.genome_from_prompt("a cat")).result()
-    scene = Scene((genome,) * 4)
-    for batch in range(1, max_batch + 1):
-        log.info("torch.compile (%s): batch %d of %d at %d² … (the first compile can take minutes)", info["mode"], batch, max_batch, size)
-        conds = [FrameRequest(scene, 0.5, 0.5, FrameSettings(width=size, height=size))] * batch
-        try:
-            loop.call(lambda: renderer.render(conds)).result()
-        except Exception as e:  # noqa: BLE001 — compiling is an optimisation: fall back, loudly
-            log.warning("torch.compile failed (%s: %s); serving uncompiled", type(e).__name__, str(e).splitlines()[0][:200])
-            loop.call(undo).result()
-            return
+    log.info("torch.compile: batch sizes up to %d at %d² … (a first compile can take minutes)", max_batch, size)
+    report = loop.call(
+        lambda: compile_stages(renderer, max_batch=max_batch, width=size, height=size, cache_dir=cache_dir)
+    ).result()
+    if report.ok:
+        cached = " (from the compile cache)" if report.cache_loaded else ""
+        log.info("torch.compile: ready in %.1f s%s, batch buckets %s", report.seconds, cached, ",".join(map(str, report.buckets)))
 
 
 def serve(opts: ServeOptions) -> None:
@@ -103,7 +98,7 @@ def serve(opts: ServeOptions) -> None:
     breeder = Breeder(renderer, loop, store, limits, model.warning)
     loop.start()
     if opts.compile:
-        compile_renderer(renderer, loop, opts.max_batch)
+        compile_renderer(renderer, loop, opts.max_batch, opts.data_dir / "compile-cache")
 
     async def shutdown() -> None:
         loop.stop()
