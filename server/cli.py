@@ -151,8 +151,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--compile", action="store_true",
-        help="torch.compile the UNet and VAE decoder (CUDA graphs on CUDA); compiles every batch size at "
-        "start-up, which can take minutes; falls back to uncompiled if it fails",
+        help="torch.compile the text encoders, UNet step and VAE decode (CUDA graphs on CUDA) for batch "
+        "buckets 1,2,4,8,16 up to --max-batch at start-up (minutes the first time; cached in "
+        "DATA_DIR/compile-cache for the next start); falls back to uncompiled if it fails",
     )
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 can help on busy shared CPUs)")
     p.set_defaults(func=_serve)
@@ -198,7 +199,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=_size, default=None, help="frame width = height in pixels (default 256 for tiny, 512 otherwise)")
     p.add_argument("--vae", choices=["full", "tiny"], default="full", help="full: the model's VAE; tiny: AutoencoderTiny (TAESDXL)")
     p.add_argument("--tiny-vae-path", help="weights for --vae tiny (e.g. a local madebyollin/taesdxl); default: seeded random")
-    p.add_argument("--compile", action="store_true", help="torch.compile the UNet and VAE decoder (slow warm-up, reported apart)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the renderer as serve --compile does (slow warm-up, reported apart)")
     p.add_argument(
         "--channels-last", action=argparse.BooleanOptionalAction, default=True,
         help="UNet/VAE in channels_last memory format, as serve runs (default on; applied after the naive phase)",
