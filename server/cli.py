@@ -125,10 +125,22 @@ def _serve(args: argparse.Namespace) -> None:
         allow_origins=tuple(args.allow_origin or ()), log_level="debug" if args.verbose else "info",
         compile=args.compile, threads=args.threads,
     )
+    cluster_only = [f"--{k.replace('_', '-')}" for k in RAY_OPTIONS if getattr(args, k) != _SERVE_DEFAULTS.get(k)]
+    if cluster_only and not args.ray:
+        raise CliError(f"{', '.join(cluster_only)}: only with --ray")
     try:
-        serve(opts)
+        if args.ray:
+            from sdxl_breeder.cluster.deploy import ClusterOptions, serve_ray
+
+            serve_ray(opts, ClusterOptions(**{k: getattr(args, k) for k in RAY_OPTIONS}))
+        else:
+            serve(opts)
     except ServeError as e:
         raise CliError(str(e)) from None
+
+
+RAY_OPTIONS = ("address", "replicas", "gpus_per_replica", "cpus_per_replica", "front_ends", "sessions_per_replica")
+_SERVE_DEFAULTS = {"cpus_per_replica": 1.0, "front_ends": 1, "sessions_per_replica": 32}
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
@@ -156,6 +168,17 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         "DATA_DIR/compile-cache for the next start); falls back to uncompiled if it fails",
     )
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 can help on busy shared CPUs)")
+    ray = p.add_argument_group("Ray Serve (many GPUs or machines; docs/cluster.md; pip install 'sdxl-breeder[ray]')")
+    ray.add_argument("--ray", action="store_true", help="run on Ray Serve: one render worker per GPU, sticky pad sessions, one store")
+    ray.add_argument("--address", help="the Ray cluster to join (e.g. auto, or ray://HEAD:10001); default: start a local Ray instance")
+    ray.add_argument("--replicas", type=int, help="render workers (default: one per GPU in the cluster; one where there is none)")
+    ray.add_argument("--gpus-per-replica", type=float, help="GPUs each render worker reserves (default 1 where there are GPUs, else 0)")
+    ray.add_argument("--cpus-per-replica", type=float, default=_SERVE_DEFAULTS["cpus_per_replica"],
+                     help="CPUs each render worker reserves (default 1; fractions allowed)")
+    ray.add_argument("--front-ends", type=int, default=_SERVE_DEFAULTS["front_ends"],
+                     help="front-end replicas holding the websockets and REST (default 1)")
+    ray.add_argument("--sessions-per-replica", type=int, default=_SERVE_DEFAULTS["sessions_per_replica"],
+                     help="most pad sessions on one render worker (default 32); sets its max_ongoing_requests")
     p.set_defaults(func=_serve)
 
 
@@ -180,6 +203,7 @@ def _bench(args: argparse.Namespace) -> None:
         tiny_vae_path=args.tiny_vae_path, compile=args.compile, channels_last=args.channels_last,
         batches=args.batches, clients=args.clients, seconds=args.seconds, max_batch=args.max_batch,
         ws_deflate=args.ws_deflate, vae_chunk=args.vae_chunk, json_path=Path(args.json) if args.json else None,
+        server=args.server,
     )
     try:
         bench_main(opts)
@@ -215,6 +239,11 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--vae-chunk", type=int, default=None, metavar="N",
         help="frames per VAE decode call (default: 4 on CPU, the whole batch on GPUs; 0 = whole batch)",
+    )
+    p.add_argument(
+        "--server", metavar="URL",
+        help="run the end-to-end phase against this running server (e.g. ws://HOST:8000/ws of `serve --ray`) "
+        "instead of one in this process; frames from a cluster add frames/s per render worker",
     )
     p.add_argument("--json", help="write the results here (default bench-MODEL-DEVICE-SIZE-VAE.json)")
     p.set_defaults(func=_bench)

@@ -49,6 +49,9 @@ class ProtocolError(ValueError):
     def to_json(self) -> dict[str, str]:
         return error_message(self.code, self.message)
 
+    def __reduce__(self) -> tuple[type, tuple[ErrorCode, str]]:
+        return type(self), (self.code, self.message)  # pickles (a cluster sends errors between processes)
+
 
 @dataclass(frozen=True)
 class SettingsMsg:
@@ -359,9 +362,11 @@ _FRAME: dict[str, Check] = {
     for f in fields(FrameHeader)}
 
 
-def encode_frame(header: FrameHeader, image: bytes) -> bytes:
-    """[N: 4-byte big-endian unsigned][N bytes of UTF-8 JSON header][image bytes]."""
-    raw = json.dumps(asdict(header), separators=(",", ":"), allow_nan=False).encode("utf-8")
+def encode_frame(header: FrameHeader, image: bytes, extra: dict[str, Any] | None = None) -> bytes:
+    """[N: 4-byte big-endian unsigned][N bytes of UTF-8 JSON header][image bytes]. `extra` adds
+    header keys beyond FrameHeader (a cluster's `worker`); clients that don't know them ignore them."""
+    fields_ = {**(extra or {}), **asdict(header)}
+    raw = json.dumps(fields_, separators=(",", ":"), allow_nan=False).encode("utf-8")
     return _PREFIX.pack(len(raw)) + raw + bytes(image)
 
 
@@ -377,3 +382,13 @@ def decode_frame(data: bytes) -> tuple[FrameHeader, bytes]:
         message = exc.message if isinstance(exc, ProtocolError) else f"frame header is not UTF-8 JSON: {exc}"
         raise ProtocolError(ErrorCode.BAD_VALUE, message) from None
     return FrameHeader(**values), data[4 + n:]
+
+
+def frame_worker(data: bytes) -> str | None:
+    """The `worker` header key of a frame from a cluster (the render replica that drew it), else None."""
+    n = _PREFIX.unpack_from(data)[0] if len(data) >= _PREFIX.size else -1
+    try:
+        worker = json.loads(data[4:4 + n].decode("utf-8")).get("worker") if 0 <= n <= len(data) - 4 else None
+    except (ValueError, AttributeError):
+        return None
+    return worker if isinstance(worker, str) else None

@@ -343,3 +343,11 @@ def test_decode_frame_never_crashes(data: bytes) -> None:
         decode_frame(data)
     except ProtocolError as err:
         assert err.code is ErrorCode.BAD_VALUE
+
+
+def test_protocol_errors_survive_pickling() -> None:
+    # A cluster's workers raise them in one process and the front end answers in another.
+    import pickle
+
+    err = pickle.loads(pickle.dumps(ProtocolError(ErrorCode.UNKNOWN_GENOME, "no genome 0123456789abcdef")))
+    assert err.code is ErrorCode.UNKNOWN_GENOME and err.message == "no genome 0123456789abcdef"

@@ -4,6 +4,7 @@ each moving on its own path and waiting for the frame that answers each move."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import math
@@ -108,12 +109,14 @@ class ClientResult:
     to_server_ms: list[float] = field(default_factory=list)  # move sent → server has the job
     queue_ms: list[float] = field(default_factory=list)  # server has the job → its batch starts
     from_server_ms: list[float] = field(default_factory=list)  # batch done → frame at the client
+    workers: collections.Counter[str] = field(default_factory=collections.Counter)  # frames per render worker (a cluster)
     error: str | None = None
 
 
-async def _next_frame(ws: Any, seq: int, timeout: float) -> tuple[Any, float]:
-    """Wait for the binary frame whose header seq is `seq` (others are skipped)."""
-    from sdxl_breeder.protocol import decode_frame
+async def _next_frame(ws: Any, seq: int, timeout: float) -> tuple[Any, float, str | None]:
+    """Wait for the binary frame whose header seq is `seq` (others are skipped): its header, when
+    it came, and the render worker that drew it (a cluster's frames name one)."""
+    from sdxl_breeder.protocol import decode_frame, frame_worker
 
     deadline = time.perf_counter() + timeout
     while True:
@@ -124,7 +127,7 @@ async def _next_frame(ws: Any, seq: int, timeout: float) -> tuple[Any, float]:
         if isinstance(msg, bytes):
             header, _ = decode_frame(msg)
             if header.seq == seq:
-                return header, time.perf_counter()
+                return header, time.perf_counter(), frame_worker(msg)
         else:
             data = json.loads(msg)
             if data.get("type") == "error":
@@ -143,11 +146,11 @@ async def _expect(ws: Any, kind: str) -> dict[str, Any]:
             return data
 
 
-async def run_clients(port: int, n: int, seconds: float, size: int, quality: int, stamps: dict[tuple[int, int], tuple[float, float]]) -> tuple[list[ClientResult], float]:
-    """N clients at once for `seconds` after all of them have their first frame."""
+async def run_clients(uri: str, n: int, seconds: float, size: int, quality: int, stamps: dict[tuple[int, int], tuple[float, float]]) -> tuple[list[ClientResult], float]:
+    """N clients of the server at websocket `uri` at once, for `seconds` after all of them have
+    their first frame."""
     from websockets.asyncio.client import connect
 
-    uri = f"ws://127.0.0.1:{port}/ws"
     sockets = []
     try:
         for i in range(n):
@@ -176,13 +179,15 @@ async def run_clients(port: int, n: int, seconds: float, size: int, quality: int
                     if sent >= end:
                         break
                     await ws.send(json.dumps({"type": "move", "x": x, "y": y, "seq": seq}))
-                    header, got = await _next_frame(ws, seq, FRAME_TIMEOUT_S)
+                    header, got, worker = await _next_frame(ws, seq, FRAME_TIMEOUT_S)
                     if got > end:
                         break
                     res.frames += 1
                     res.latency_ms.append(1000 * (got - sent))
                     res.render_ms.append(header.render_ms)
                     res.batch.append(header.batch)
+                    if worker is not None:
+                        res.workers[worker] += 1
                     stamp = stamps.get((i, seq))
                     if stamp is not None:
                         received, batch_start = stamp
@@ -232,5 +237,7 @@ def summarize_clients(n: int, results: list[ClientResult], seconds: float) -> di
             percentile([a + b for r in results for a, b in zip(r.to_server_ms, r.from_server_ms)], 50)
         ),
         "mean_batch": _r(float(np.mean(cat("batch"))) if results and cat("batch") else None),
+        # frames/s per render worker, for a cluster (`serve --ray`); empty for one server
+        "worker_fps": {w: _r(f / seconds) for w, f in sorted(sum((r.workers for r in results), collections.Counter()).items())},
         "errors": [r.error for r in results if r.error],
     }

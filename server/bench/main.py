@@ -23,6 +23,7 @@ the model in the server, so CUDA graphs and compiled code see one thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -63,6 +64,7 @@ class BenchOptions:
     vae_chunk: int | None = None  # frames per VAE decode call; None: the renderer's default (4 on CPU)
     json_path: Path | None = None
     seed: int = 0
+    server: str | None = None  # the end-to-end phase against this running server's websocket URL
 
     def resolved_size(self) -> int:
         return self.size if self.size is not None else (256 if self.model == "tiny" else 512)
@@ -83,7 +85,13 @@ class BenchOptions:
             parts.append("--ws-deflate")
         if self.vae_chunk is not None:
             parts.append(f"--vae-chunk {self.vae_chunk}")
+        if self.server is not None:
+            parts.append(f"--server {self.server}")
         return " ".join(parts)
+
+
+def _per_worker(row: dict[str, Any]) -> str:
+    return ", ".join(f"{w} {fps:.2f} frames/s" for w, fps in row["worker_fps"].items())
 
 
 def say(msg: str) -> None:
@@ -156,6 +164,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             "jpeg_quality": opts.quality,
             "ws_deflate": opts.ws_deflate,
             "vae_chunk": renderer.vae_chunk,
+            "server": opts.server,
         },
         "warmup_s": {"load_model": _r(load_s)},
     }
@@ -243,13 +252,19 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
 
         loop._render = timed_render  # type: ignore[method-assign]
         e2e = []
-        with BenchServer(renderer, loop, opts.max_batch, model.warning, opts.ws_deflate) as server:
-            deflate = "on" if opts.ws_deflate else "off"
-            say(f"[bench] end to end: server on 127.0.0.1:{server.port} (max batch {opts.max_batch}, websocket deflate {deflate}) …")
+        with contextlib.ExitStack() as stack:
+            if opts.server is not None:
+                uri = opts.server
+                say(f"[bench] end to end: the running server at {uri} …")
+            else:
+                server = stack.enter_context(BenchServer(renderer, loop, opts.max_batch, model.warning, opts.ws_deflate))
+                uri = f"ws://127.0.0.1:{server.port}/ws"
+                deflate = "on" if opts.ws_deflate else "off"
+                say(f"[bench] end to end: server on 127.0.0.1:{server.port} (max batch {opts.max_batch}, websocket deflate {deflate}) …")
             for n in opts.clients:
                 say(f"[bench]   {n} client(s) for {opts.seconds:g} s …")
                 meter = CpuMeter()
-                results, elapsed = asyncio.run(run_clients(server.port, n, opts.seconds, size, opts.quality, stamps))
+                results, elapsed = asyncio.run(run_clients(uri, n, opts.seconds, size, opts.quality, stamps))
                 row = summarize_clients(n, results, opts.seconds)
                 row["other_cpu"] = meter.other_load()
                 e2e.append(row)
@@ -259,6 +274,8 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
                     f"p50 {row['latency_ms']['p50'] or 0:.1f} ms, p95 {row['latency_ms']['p95'] or 0:.1f} ms, "
                     f"overhead p50 {row['overhead_ms']['p50'] or 0:.2f} ms, mean batch {row['mean_batch'] or 0:.2f}{_busy(row)}{errs}"
                 )
+                if row["worker_fps"]:
+                    say(f"[bench]         per render worker: {_per_worker(row)}")
         result["end_to_end"] = e2e
     finally:
         loop.stop()
@@ -304,6 +321,8 @@ def format_table(res: dict[str, Any]) -> str:
             f"{r['clients']:7d} {r['fps'] or 0:10.2f} {ratio or 0:8.2f} {r['client_fps_min'] or 0:8.2f} {r['client_fps_mean'] or 0:6.2f} "
             f"{r['latency_ms']['p50'] or 0:7.1f} {r['latency_ms']['p95'] or 0:7.1f} {r['overhead_ms']['p50'] or 0:13.2f} {r['mean_batch'] or 0:11.2f}"
         )
+        if r.get("worker_fps"):
+            lines.append(f"        per render worker: {_per_worker(r)}")
     lines += ["", f"renderer at best batch ({res['renderer_best']['batch']}) / naive: {res['ratios']['renderer_best_over_naive']:.2f}×"]
     other = res.get("max_other_cpu")
     if other is not None and other > 0.1:

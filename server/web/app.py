@@ -225,7 +225,7 @@ def create_app(breeder: Breeder, security: Security = Security(), *, on_shutdown
             [p.Corner(prompt=c.prompt, genome=c.genome) for c in walk.corners], walk.template
         )
         settings = walk.settings(width, height)
-        chunk = max(1, breeder.loop.max_batch // 2)  # leave room in each batch for live pads
+        chunk = max(1, limits.max_batch // 2)  # leave room in each batch for live pads
         with tempfile.TemporaryDirectory(prefix="breeder-video-") as tmp:
             path = Path(tmp) / "walk.mp4"
             with VideoWriter(path, fps, width, height) as writer:  # type: ignore[arg-type]
