@@ -198,6 +198,8 @@ def _bench(args: argparse.Namespace) -> None:
 
     if args.seconds <= 0:
         raise CliError("--seconds must be positive")
+    if args.server is not None and not args.server.startswith(("ws://", "wss://")):
+        raise CliError(f"--server {args.server}: give the server's websocket URL, e.g. ws://127.0.0.1:8000/ws")
     opts = BenchOptions(
         model=args.model, device=args.device, dtype=args.dtype, size=args.size, vae=args.vae,
         tiny_vae_path=args.tiny_vae_path, compile=args.compile, channels_last=args.channels_last,

@@ -29,6 +29,23 @@ CORNERS = [{"prompt": p} for p in PROMPTS]
 TIMEOUT = 90  # generous: the machine may be busy, and a lost worker is noticed by Ray
 
 
+def test_cluster_options_are_checked_before_anything_starts(capsys):
+    from sdxl_breeder.cli import main
+    from sdxl_breeder.cluster.deploy import build_app
+
+    assert main(["serve", "--replicas", "2"]) == 2
+    assert "--replicas: only with --ray" in capsys.readouterr().err
+    assert main(["serve", "--ray", "--replicas", "0"]) == 2
+    assert "--replicas must be at least 1" in capsys.readouterr().err
+    assert main(["bench", "--server", "localhost:8000"]) == 2
+    assert "websocket URL" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown argument 'modle'"):
+        build_app({"modle": "tiny"})
+    with pytest.raises(ValueError, match="replicas='two' is not a valid int"):
+        build_app({"replicas": "two"})
+    assert not ray.is_initialized()
+
+
 class Cluster:
     def __init__(self, port: int) -> None:
         self.http = f"http://127.0.0.1:{port}"

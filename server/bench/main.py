@@ -12,6 +12,8 @@ Four phases, every number measured in the run that writes the JSON:
 3. end to end: a real server (uvicorn in a background thread, the app from `create_app`, sharing
    the loaded model) and N websocket clients at once, each tracing its own path on the pad: send a
    move, wait for the frame answering it (header seq == sent seq), send the next.
+   With `--server URL` the clients connect to that running server instead (e.g. `serve --ray`);
+   frames from a cluster name their render worker, and each row adds frames/s per worker.
 4. ratios: renderer at its best batch / naive, end to end / naive.
 
 All model work runs on the render loop's thread (through `RenderLoop.call`), the thread that owns

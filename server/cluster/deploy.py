@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from sdxl_breeder.web.serve import ServeError, ServeOptions, check_security
@@ -76,6 +76,43 @@ def application(opts: ServeOptions, copts: ClusterOptions, cluster_gpus: float =
         **SHUTDOWN, **QUIET,
     ).bind(render, gallery, opts)
     return front
+
+
+def build_app(args: dict[str, str]):  # -> ray.serve.Application
+    """For `serve run sdxl_breeder.cluster.deploy:build_app model=… replicas=…` and KubeRay's
+    RayService: the same application from `key=value` arguments named like serve's options."""
+    serve_fields = {f.name: f.type for f in fields(ServeOptions)}
+    cluster_fields = {f.name: f.type for f in fields(ClusterOptions)}
+    values: dict[str, dict[str, object]] = {"serve": {}, "cluster": {}}
+    for key, raw in args.items():
+        name = key.replace("-", "_")
+        kind = "serve" if name in serve_fields else "cluster" if name in cluster_fields and name != "address" else None
+        if kind is None:
+            raise ValueError(f"unknown argument {key!r}; use serve's option names ({', '.join(sorted({*serve_fields, *cluster_fields} - {'address'}))})")
+        values[kind][name] = _parse(name, str(raw), (serve_fields if kind == "serve" else cluster_fields)[name])
+    opts, copts = ServeOptions(**values["serve"]), ClusterOptions(**values["cluster"])  # type: ignore[arg-type]
+    copts.check()
+    import ray
+
+    gpus = ray.cluster_resources().get("GPU", 0.0) if ray.is_initialized() else 0.0
+    return application(opts, copts, gpus)
+
+
+def _parse(name: str, raw: str, kind: str) -> object:
+    try:
+        if name == "data_dir":
+            return Path(raw)
+        if name == "allow_origins":
+            return tuple(o for o in raw.split(",") if o)
+        if "bool" in kind:
+            return raw.lower() in ("1", "true", "yes", "on")
+        if "int" in kind:
+            return int(raw)
+        if "float" in kind:
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a valid {kind.split('|')[0].strip()}") from None
+    return raw
 
 
 def deploy(opts: ServeOptions, copts: ClusterOptions) -> None:

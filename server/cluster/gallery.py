@@ -86,8 +86,10 @@ class Gallery:
         return [{**s, "age_s": round(now - s["seen"], 3)} for s in self.workers.values()]
 
 
+# One replica, on the head node: `--data-dir` is a path on that machine (a volume, on Kubernetes).
 GalleryDeployment = serve.deployment(
-    Gallery, name="Gallery", num_replicas=1, max_ongoing_requests=256, ray_actor_options={"num_cpus": 0}
+    Gallery, name="Gallery", num_replicas=1, max_ongoing_requests=256,
+    ray_actor_options={"num_cpus": 0, "resources": {"node:__internal_head__": 0.001}},
 )
 
 GENOME_CACHE = 256  # genomes a process keeps (a few MB at most with SDXL's widths)
