@@ -16,8 +16,7 @@ from ray.serve.handle import DeploymentHandle
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route, WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.routing import Mount, Route
 
 from sdxl_breeder import protocol as p
 from sdxl_breeder.cluster.gallery import GalleryClient
@@ -26,11 +25,21 @@ from sdxl_breeder.cluster.remote import call
 from sdxl_breeder.cluster.worker import SceneRef
 from sdxl_breeder.model.genome import Genome
 from sdxl_breeder.spec import Corner, FrameSettings
-from sdxl_breeder.web.app import POLICY_VIOLATION, Security, create_app, error
+from sdxl_breeder.web.app import Security, create_app, error
 from sdxl_breeder.web.serve import ServeOptions
 from sdxl_breeder.web.service import ResolvedScene
 
 ALIVE_S = 5.0  # a worker that reported within this many seconds counts as up
+
+
+class FrontMetrics:
+    """What this front end counts itself (the workers count frames and batches)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.dropped = Counter("breeder_dropped_frames", "Frames replaced by a newer one before the socket took them",
+                               registry=self.registry)
+        self.sessions = Gauge("breeder_front_sessions", "Open websocket sessions on this front end", registry=self.registry)
 
 
 class ClusterBreeder:
@@ -38,10 +47,12 @@ class ClusterBreeder:
 
     def __init__(self, render: DeploymentHandle, gallery: DeploymentHandle, info: dict[str, Any]) -> None:
         self.render_workers = render
+        self.gallery = gallery
         self.store = GalleryClient(gallery)
         self.limits = p.Limits(max_batch=info["max_batch"])
         self.model_name: str = info["model"]
         self.warning: str | None = info["warning"]
+        self.metrics = FrontMetrics()
 
     async def genome_for_prompt(self, prompt: str) -> Genome:
         return await call(self.render_workers.genome_for_prompt.remote(prompt))
@@ -96,15 +107,11 @@ def _with_up(stats: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**s, "up": s["age_s"] <= ALIVE_S and s.get("error") is None} for s in stats]
 
 
-def create_cluster_app(breeder: ClusterBreeder, render: DeploymentHandle, gallery: DeploymentHandle,
-                       security: Security) -> Starlette:
-    """The app of `serve` with /ws, /healthz and /metrics answered for the whole cluster."""
-    registry = CollectorRegistry()
-    dropped = Counter("breeder_dropped_frames", "Frames replaced by a newer one before the socket took them", registry=registry)
-    sockets = Gauge("breeder_front_sessions", "Open websocket sessions on this front end", registry=registry)
+def create_cluster_app(breeder: ClusterBreeder, security: Security) -> Starlette:
+    """The app of `serve`, its pad sessions on the workers, /healthz and /metrics for the cluster."""
 
     async def worker_stats() -> list[dict[str, Any]]:
-        return _with_up(await call(gallery.worker_stats.remote()))
+        return _with_up(await call(breeder.gallery.worker_stats.remote()))
 
     async def healthz(request: Request) -> Response:
         workers = await worker_stats()
@@ -122,31 +129,10 @@ def create_cluster_app(breeder: ClusterBreeder, render: DeploymentHandle, galler
             return error(p.ErrorCode.UNAUTHORIZED, "missing or wrong token (use ?token= or Authorization: Bearer)")
         workers = CollectorRegistry()
         workers.register(WorkerCollector(await worker_stats()))
-        return Response(generate_latest(registry) + generate_latest(workers), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(breeder.metrics.registry) + generate_latest(workers), media_type=CONTENT_TYPE_LATEST)
 
-    async def websocket(ws: WebSocket) -> None:
-        refusal = None
-        if not security.token_ok(ws):
-            refusal = "missing or wrong token (use ?token= or Authorization: Bearer)"
-        elif not security.origin_ok(ws):
-            refusal = "origin not allowed (see --allow-origin)"
-        await ws.accept()
-        if refusal is not None:
-            await ws.close(code=POLICY_VIOLATION, reason=refusal)
-            return
-        sockets.inc()
-        try:
-            await ClusterPad(ws, breeder, render, dropped.inc).run()
-        finally:
-            sockets.dec()
-
-    rest = create_app(breeder, security)  # type: ignore[arg-type] — the same routes, cluster-backed
-    return Starlette(routes=[
-        Route("/healthz", healthz),
-        Route("/metrics", metrics),
-        WebSocketRoute("/ws", websocket),
-        Mount("/", app=rest),
-    ])
+    app = create_app(breeder, security, pad_socket=ClusterPad)  # type: ignore[arg-type] — duck-typed service
+    return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", metrics), Mount("/", app=app)])
 
 
 @serve.ingress()
@@ -154,11 +140,10 @@ class FrontEnd:
     """The ingress deployment: as many replicas as wanted; each websocket is one of its requests."""
 
     async def __init__(self, render: DeploymentHandle, gallery: DeploymentHandle, opts: ServeOptions) -> None:
-        self.render, self.gallery = render, gallery
         info = await call(render.info.remote())
         self.breeder = ClusterBreeder(render, gallery, info)
         self.security = Security(opts.token, opts.allow_origins)
 
     def __serve_build_asgi_app__(self) -> Starlette:
-        return create_cluster_app(self.breeder, self.render, self.gallery, self.security)
+        return create_cluster_app(self.breeder, self.security)
 

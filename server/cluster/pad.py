@@ -13,10 +13,10 @@ import asyncio
 import json
 import logging
 import uuid
-from typing import Any, Callable
+from typing import Any
 
 from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from sdxl_breeder import protocol as p
 from sdxl_breeder.cluster.remote import reason
@@ -113,43 +113,37 @@ class WorkerLink:
 
 
 class ClusterPad(PadSocket):
-    """PadSocket's protocol handling, with frames from a render worker instead of a local loop."""
+    """PadSocket's protocol handling, with frames from a render worker instead of a local loop.
+    `breeder` is the front end's ClusterBreeder."""
 
-    def __init__(self, ws: WebSocket, breeder: Any, render: DeploymentHandle, on_drop: Callable[[], None]) -> None:
-        # Not PadSocket.__init__: that opens a session on a local render loop.
+    def __init__(self, ws: WebSocket, breeder: Any) -> None:
+        # Not PadSocket.__init__: that makes a session of a local render loop.
         self.ws = ws
         self.breeder = breeder
         self.state = PadState()
-        self.outbox = Outbox(on_replace=on_drop)
+        self.outbox = Outbox(on_replace=breeder.metrics.dropped.inc)
         self._send_lock = asyncio.Lock()
-        self.link = WorkerLink(render, self.outbox)
+        self.link: WorkerLink | None = None
 
     def _want_frame(self) -> None:
         s = self.state
-        if s.scene is not None:
+        if s.scene is not None and self.link is not None:
             self.link.want(Want(s.scene, s.x, s.y, s.seq, s.settings))  # type: ignore[arg-type]
 
     async def sender(self) -> None:
         while True:
-            data = await self.outbox.get()
+            data = await self.outbox.get()  # already a frame message or an error's JSON text
             async with self._send_lock:
                 if isinstance(data, bytes):
                     await self.ws.send_bytes(data)
                 else:
                     await self.ws.send_text(data)
 
-    async def run(self) -> None:
-        try:
-            await self.send_json(p.hello(self.breeder.model_name, self.breeder.limits, self.breeder.warning))
-            tasks = [asyncio.create_task(self.receiver()), asyncio.create_task(self.sender())]
-            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for t in pending:
-                t.cancel()
-            for t in done:
-                exc = t.exception()
-                if exc is not None and not isinstance(exc, (WebSocketDisconnect, RuntimeError)):
-                    log.warning("websocket session ended: %r", exc)
-        except WebSocketDisconnect:
-            pass
-        finally:
+    def open_session(self) -> None:
+        self.link = WorkerLink(self.breeder.render_workers, self.outbox)
+        self.breeder.metrics.sessions.inc()
+
+    async def close_session(self) -> None:
+        self.breeder.metrics.sessions.dec()
+        if self.link is not None:
             await self.link.close()

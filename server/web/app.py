@@ -128,7 +128,13 @@ def _query_number(request: Request, name: str, default: float | None, lo: float,
     return value
 
 
-def create_app(breeder: Breeder, security: Security = Security(), *, on_shutdown: Callable[[], Awaitable[None]] | None = None) -> Starlette:
+def create_app(
+    breeder: Breeder,
+    security: Security = Security(),
+    *,
+    on_shutdown: Callable[[], Awaitable[None]] | None = None,
+    pad_socket: Callable[[WebSocket, Breeder], PadSocket] = PadSocket,  # a cluster's sessions live elsewhere
+) -> Starlette:
     limits = breeder.limits
 
     # ------------------------------------------------------------------ genomes
@@ -263,7 +269,7 @@ def create_app(breeder: Breeder, security: Security = Security(), *, on_shutdown
             # client a bare HTTP 403. Nothing is read from or sent to a refused socket.
             await ws.close(code=POLICY_VIOLATION, reason=refusal)
             return
-        await PadSocket(ws, breeder).run()
+        await pad_socket(ws, breeder).run()
 
     # ------------------------------------------------------------------ wiring
     def guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
