@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from sdxl_breeder import protocol as p
 from sdxl_breeder.cluster.remote import reason
@@ -139,11 +139,22 @@ class ClusterPad(PadSocket):
                 else:
                     await self.ws.send_text(data)
 
-    def open_session(self) -> None:
+    async def run(self) -> None:
+        # PadSocket.run, with the session on a worker instead of the local render loop.
         self.link = WorkerLink(self.breeder.render_workers, self.outbox)
         self.breeder.metrics.sessions.inc()
-
-    async def close_session(self) -> None:
-        self.breeder.metrics.sessions.dec()
-        if self.link is not None:
+        try:
+            await self.send_json(p.hello(self.breeder.model_name, self.breeder.limits, self.breeder.warning))
+            tasks = [asyncio.create_task(self.receiver()), asyncio.create_task(self.sender())]
+            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for t in pending:
+                t.cancel()
+            for t in done:
+                exc = t.exception()
+                if exc is not None and not isinstance(exc, (WebSocketDisconnect, RuntimeError)):
+                    log.warning("websocket session ended: %r", exc)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self.breeder.metrics.sessions.dec()
             await self.link.close()

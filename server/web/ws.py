@@ -193,14 +193,8 @@ class PadSocket:
         await self.send_json(p.walk_message(info["id"], info["points"], info["seconds"]))
 
     # ------------------------------------------------------------------ lifetime
-    def open_session(self) -> None:
-        self.breeder.loop.open(self.session)
-
-    async def close_session(self) -> None:
-        self.breeder.loop.close(self.session)
-
     async def run(self) -> None:
-        self.open_session()
+        self.breeder.loop.open(self.session)
         try:
             await self.send_json(p.hello(self.breeder.model_name, self.breeder.limits, self.breeder.warning))
             tasks = [asyncio.create_task(self.receiver()), asyncio.create_task(self.sender())]
@@ -214,4 +208,4 @@ class PadSocket:
         except WebSocketDisconnect:
             pass
         finally:
-            await self.close_session()
+            self.breeder.loop.close(self.session)
