@@ -175,7 +175,12 @@ async def test_eight_pads_get_frames_from_both_workers_in_batches(cluster):
         assert sorted(sum(1 for p in pads if p.frames[0][0] == w) for w in batches) == [4, 4]
 
         # /healthz and /metrics show each worker's sessions, batch sizes and frame rate.
-        wait_until(lambda: sum(w["sessions"] for w in cluster.health()["workers"]) == 8, "8 sessions are reported")
+        def reported() -> bool:  # workers report every second: wait for a report after these frames
+            workers = {w["worker"]: w for w in cluster.health()["workers"]}
+            return all(w in workers and workers[w]["frames"] >= len(sizes) and workers[w]["sessions"] == 4
+                       for w, sizes in batches.items())
+
+        wait_until(reported, "the workers report these sessions and frames")
         health = cluster.health()
         assert health["status"] == "ok" and health["sessions"] == 8
         assert {w["worker"] for w in health["workers"]} == set(batches)
