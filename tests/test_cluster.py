@@ -172,22 +172,24 @@ async def test_eight_pads_get_frames_from_both_workers_in_batches(cluster):
             assert max(sizes) > 1, f"worker {worker} only rendered batches of 1"
         # Sticky: each pad's frames all come from the one worker it was placed on.
         assert all(len({w for w, _ in p.frames}) == 1 for p in pads)
-        assert sorted(sum(1 for p in pads if p.frames[0][0] == w) for w in batches) == [4, 4]
+        # Placed on the least loaded worker (by Serve's cached queue lengths: roughly, not exactly).
+        placed = {w: sum(1 for p in pads if p.frames[0][0] == w) for w in batches}
+        assert min(placed.values()) >= 2, placed
 
         # /healthz and /metrics show each worker's sessions, batch sizes and frame rate.
         def reported() -> bool:  # workers report every second: wait for a report after these frames
             workers = {w["worker"]: w for w in cluster.health()["workers"]}
-            return all(w in workers and workers[w]["frames"] >= len(sizes) and workers[w]["sessions"] == 4
+            return all(w in workers and workers[w]["frames"] >= len(sizes) and workers[w]["sessions"] == placed[w]
                        for w, sizes in batches.items())
 
         wait_until(reported, "the workers report these sessions and frames")
         health = cluster.health()
         assert health["status"] == "ok" and health["sessions"] == 8
         assert {w["worker"] for w in health["workers"]} == set(batches)
-        assert all(w["sessions"] == 4 and w["mean_batch"] > 1 for w in health["workers"])
+        assert all(w["mean_batch"] > 1 for w in health["workers"])
         metrics = httpx.get(cluster.http + "/metrics", timeout=30).text
         for worker in batches:
-            assert f'breeder_worker_sessions{{worker="{worker}"}} 4.0' in metrics
+            assert f'breeder_worker_sessions{{worker="{worker}"}} {placed[worker]:.1f}' in metrics
             assert f'breeder_worker_fps{{worker="{worker}"}}' in metrics
     finally:
         await asyncio.gather(*(p.close() for p in pads))
@@ -208,14 +210,18 @@ async def test_rest_renders_on_any_worker(cluster):
         assert bad.status_code == 400 and bad.json()["code"] == "bad_template"
 
 
-async def test_bench_end_to_end_reports_each_worker(cluster):
-    from sdxl_breeder.bench.clients import run_clients, summarize_clients
+async def test_bench_end_to_end_reports_each_worker(cluster, tmp_path, capsys):
+    from sdxl_breeder.cli import main
 
-    results, _ = await run_clients(cluster.ws, 4, 3.0, SIZE, 80, {})
-    row = summarize_clients(4, results, 3.0)
+    out = tmp_path / "bench.json"
+    args = ["bench", "--model", "tiny", "--size", str(SIZE), "--batches", "1", "--clients", "4", "--seconds", "2",
+            "--server", cluster.ws, "--json", str(out)]
+    assert await asyncio.to_thread(main, args) == 0
+    (row,) = json.loads(out.read_text())["end_to_end"]
     assert row["errors"] == [] and row["frames"] > 0
     assert len(row["worker_fps"]) == 2 and all(fps > 0 for fps in row["worker_fps"].values())
     assert sum(row["worker_fps"].values()) == pytest.approx(row["fps"], rel=0.01)
+    assert "per render worker:" in capsys.readouterr().out
 
 
 async def test_a_killed_worker_moves_its_pads_and_loses_no_genome(cluster):
