@@ -135,6 +135,8 @@ def serve_ray(opts: ServeOptions, copts: ClusterOptions) -> None:
     copts.check()
     if not 1 <= opts.max_batch <= 64:
         raise ServeError("--max-batch must be within [1, 64]")
+    if opts.threads is not None and opts.threads < 1:
+        raise ServeError("--threads must be at least 1")
     try:
         import ray
         from ray import serve

@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, AsyncIterator
 
 import numpy as np
@@ -110,8 +111,8 @@ class RenderWorker:
         self.breeder = Breeder(self.renderer, self.loop, GalleryClient(gallery), p.Limits(max_batch=opts.max_batch),  # type: ignore[arg-type]
                                model.warning)
         self.loop.start()
-        if opts.compile:
-            compile_renderer(self.renderer, self.loop, opts.max_batch)
+        if opts.compile:  # cached in --data-dir/compile-cache on this worker's node, as serve does
+            compile_renderer(self.renderer, self.loop, opts.max_batch, Path(opts.data_dir) / "compile-cache")
         self.device = str(model.device)
         self.max_sessions = max_sessions
         self.sessions: dict[str, WorkerSession] = {}
