@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -130,6 +131,10 @@ def deploy(opts: ServeOptions, copts: ClusterOptions) -> None:
     serve.run(application(opts, copts, cluster_gpus), name=APP_NAME, route_prefix="/")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def serve_ray(opts: ServeOptions, copts: ClusterOptions) -> None:
     check_security(opts)
     copts.check()
@@ -146,6 +151,9 @@ def serve_ray(opts: ServeOptions, copts: ClusterOptions) -> None:
         ray.init(address=copts.address)
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise ServeError(f"cannot start or reach Ray ({copts.address or 'local'}): {str(e).splitlines()[0]}") from None
+    # SIGTERM (a service manager, `kill`) stops it as Ctrl-C does: the application and a local
+    # Ray instance are shut down, not left running.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         deploy(opts, copts)
         shown = "localhost" if opts.host in ("127.0.0.1", "::1") else opts.host
