@@ -21,14 +21,14 @@ from sdxl_breeder.walks.paths import Walk, WalkError
 
 log = logging.getLogger("sdxl_breeder.store")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: genomes.pool (where the genome pools: [[position, weight], ...])
 MAX_LIST = 1000  # listings are paged; one page never loads the whole gallery
 MAX_NAME_CHARS = 200
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS genomes (
     id TEXT PRIMARY KEY, prompt TEXT, parents TEXT NOT NULL, seed INTEGER,
     mutation REAL NOT NULL, created REAL NOT NULL, length INTEGER NOT NULL,
-    widths TEXT NOT NULL, thumbnail BLOB);
+    widths TEXT NOT NULL, thumbnail BLOB, pool TEXT);
 CREATE INDEX IF NOT EXISTS genomes_created ON genomes (created DESC, id);
 CREATE INDEX IF NOT EXISTS genomes_prompt ON genomes (prompt);
 -- one row per (child, parent): indexed child lookup; rows outlive a deleted parent (history)
@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS walks (
     points INTEGER NOT NULL, seconds REAL NOT NULL, walk TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS walks_created ON walks (created DESC, id);
 """
-_GENOME_COLS = "id, prompt, parents, seed, mutation, created, length, widths, thumbnail IS NOT NULL"
+_GENOME_COLS = "id, prompt, parents, seed, mutation, created, length, widths, thumbnail IS NOT NULL, pool"
 _WALK_COLS = "id, name, source, created, points, seconds"
 # rows whose file was missing at startup (or vanished later) are hidden, not deleted: the file
 # may come back from a backup, and delete_genome still clears them
@@ -84,11 +84,16 @@ def genome_origin(parents: list[str], seed: int | None) -> str:
 
 
 def _genome_row(row: tuple[Any, ...]) -> dict[str, Any]:
-    gid, prompt, parents, seed, mutation, created, length, widths, has_thumb = row
+    gid, prompt, parents, seed, mutation, created, length, widths, has_thumb, pool = row
     parent_ids = json.loads(parents)
     return {"id": gid, "prompt": prompt, "parents": parent_ids, "origin": genome_origin(parent_ids, seed),
             "seed": seed, "mutation": mutation, "created": created, "length": length,
-            "widths": json.loads(widths), "has_thumbnail": bool(has_thumb)}
+            "widths": json.loads(widths), "has_thumbnail": bool(has_thumb),
+            "pool": json.loads(pool) if pool else None}
+
+
+def _pool_json(pool: tuple[tuple[int, float], ...]) -> str:
+    return json.dumps([[int(p), float(w)] for p, w in pool])
 
 
 def _walk_row(row: tuple[Any, ...]) -> dict[str, Any]:
@@ -122,6 +127,8 @@ class Store:
                                f"(schema {version}; this build reads {SCHEMA_VERSION})")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: consistent after a crash
+        if version == 1:  # before the pool column: add it; _find_missing fills it from the files
+            conn.execute("ALTER TABLE genomes ADD COLUMN pool TEXT")
         conn.executescript(_SCHEMA)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS missing (id TEXT PRIMARY KEY)")
@@ -135,6 +142,19 @@ class Store:
         with self._conn:
             self._conn.executemany("INSERT OR IGNORE INTO temp.missing VALUES (?)",
                                    [(g,) for g in missing])
+        self._fill_pools(set(missing))
+
+    def _fill_pools(self, missing: set[str]) -> None:
+        """Rows written before the pool column learn it from their genome files (once)."""
+        ids = [r[0] for r in self._conn.execute("SELECT id FROM genomes WHERE pool IS NULL") if r[0] not in missing]
+        for gid in ids:
+            try:
+                pool = Genome.load(self._path(gid)).pool
+            except Exception as e:  # noqa: BLE001 — an unreadable file stays unknown, get_genome says why
+                log.warning("genome %s: cannot read where it pools (%s)", gid, e)
+                continue
+            with self._conn:
+                self._conn.execute("UPDATE genomes SET pool = ? WHERE id = ?", (_pool_json(pool), gid))
 
     def _path(self, genome_id: str) -> Path:
         # only validated ids ever become paths: no traversal, no odd names
@@ -157,13 +177,14 @@ class Store:
         parents = [str(p) for p in genome.parents]
         row = (genome.id, genome.prompt, json.dumps(parents), genome.seed, float(genome.mutation),
                float(genome.created), int(genome.length), json.dumps(list(genome.widths)),
-               None if thumbnail is None else bytes(thumbnail))
+               None if thumbnail is None else bytes(thumbnail), _pool_json(genome.pool))
         with self._lock, self._conn:
             self._conn.execute(
-                "INSERT INTO genomes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE"
+                "INSERT INTO genomes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE"
                 " SET prompt=excluded.prompt, parents=excluded.parents, seed=excluded.seed,"
                 " mutation=excluded.mutation, created=excluded.created, length=excluded.length,"
-                " widths=excluded.widths, thumbnail=COALESCE(excluded.thumbnail, thumbnail)", row)
+                " widths=excluded.widths, thumbnail=COALESCE(excluded.thumbnail, thumbnail),"
+                " pool=excluded.pool", row)
             self._conn.execute("DELETE FROM lineage WHERE child = ?", (genome.id,))
             self._conn.executemany("INSERT OR IGNORE INTO lineage VALUES (?, ?)",
                                    [(genome.id, p) for p in parents])

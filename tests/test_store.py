@@ -22,8 +22,8 @@ BAD_IDS: list[Any] = ["../../etc/passwd", "ABCDEF0123456789", "", "0123456/89abc
 
 def make_genome(prompt: str = "a cat", created: float | None = None, **kw: Any) -> Genome:
     extra = {} if created is None else {"created": created}
-    return Genome(embeds=(torch.randn(77, 32), torch.randn(77, 64)), pool=((3, 1.0),), length=2,
-                  prompt=prompt, **extra, **kw)
+    kw.setdefault("pool", ((3, 1.0),))
+    return Genome(embeds=(torch.randn(77, 32), torch.randn(77, 64)), length=2, prompt=prompt, **extra, **kw)
 
 
 def make_walk(seconds: float = 1.0) -> Walk:
@@ -44,6 +44,7 @@ def test_genome_round_trip(store: Store) -> None:
     assert info["id"] == g.id and info["prompt"] == "a cat" and info["children"] == []
     assert info["created"] == g.created and info["seed"] == 7 and info["mutation"] == 0.25
     assert info["length"] == 2 and info["widths"] == [32, 64] and info["has_thumbnail"] is False
+    assert info["pool"] == [[3, 1.0]]
     back = store.get_genome(g.id)
     assert back.metadata() == g.metadata()
     for a, b in zip(back.embeds, g.embeds, strict=True):
@@ -55,10 +56,30 @@ def test_genome_round_trip(store: Store) -> None:
 def test_schema_version_and_wal(store: Store) -> None:
     conn = sqlite3.connect(store.data_dir / "breeder.sqlite3")
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         conn.close()
+
+
+def test_a_version_1_gallery_learns_where_its_genomes_pool(tmp_path: Path) -> None:
+    # a data dir written before the pool column: the rows get it from their files on open
+    s = Store(tmp_path / "data")
+    single, blend = make_genome("one"), make_genome("two", pool=((3, 0.25), (5, 0.75)))
+    s.put_genome(single)
+    s.put_genome(blend)
+    s.close()
+    conn = sqlite3.connect(tmp_path / "data" / "breeder.sqlite3")
+    with conn:
+        conn.execute("ALTER TABLE genomes DROP COLUMN pool")
+        conn.execute("PRAGMA user_version=1")
+    conn.close()
+    s = Store(tmp_path / "data")
+    try:
+        assert s.genome_info(single.id)["pool"] == [[3, 1.0]]
+        assert s.genome_info(blend.id)["pool"] == [[3, 0.25], [5, 0.75]]
+    finally:
+        s.close()
 
 
 def test_list_newest_first_with_paging(store: Store) -> None:
