@@ -23,7 +23,17 @@ export class ApiError extends Error {
 }
 
 /** fetch JSON with the token; throws ApiError with the server's {code, message}. */
-export async function api(path, { method = "GET", body } = {}) {
+export async function api(path, options = {}) {
+  const res = await call(path, options);
+  return res.status === 204 ? null : res.json();
+}
+
+/** A route's body as a Blob (an image); throws ApiError like api(). */
+export async function apiBlob(path, options = {}) {
+  return (await call(path, options)).blob();
+}
+
+async function call(path, { method = "GET", body } = {}) {
   const headers = {};
   if (token) headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -33,25 +43,26 @@ export async function api(path, { method = "GET", body } = {}) {
   } catch (e) {
     throw new ApiError(0, "network", `cannot reach the server (${e.message})`);
   }
-  if (res.status === 204) return null;
+  if (res.ok) return res;
   let data = null;
   try {
     data = await res.json();
   } catch {
     /* not JSON */
   }
-  if (!res.ok) {
-    throw new ApiError(res.status, data?.code || "http", data?.message || `${method} ${path}: HTTP ${res.status}`);
-  }
-  return data;
+  throw new ApiError(res.status, data?.code || "http", data?.message || `${method} ${path}: HTTP ${res.status}`);
 }
 
 const gid = (id) => encodeURIComponent(id);
 export const thumbUrl = (id) => withToken(`/api/genomes/${gid(id)}/thumbnail.jpg`);
 export const nokenUrl = (id) => withToken(`/api/genomes/${gid(id)}/embedding.safetensors`);
-export const videoUrl = (walkId, fps = 12) => withToken(`/api/walks/${gid(walkId)}/video.mp4?fps=${fps}`);
+/** A walk's video; `size` null renders it at the size it was recorded at. */
+export const videoUrl = (walkId, fps = 12, size = null) =>
+  withToken(`/api/walks/${gid(walkId)}/video.mp4?fps=${fps}` + (size ? `&width=${size}&height=${size}` : ""));
 
 export const listGenomes = () => api("/api/genomes?limit=200").then((d) => d.genomes);
 export const deleteGenome = (id) => api(`/api/genomes/${gid(id)}`, { method: "DELETE" });
 export const breedGenomes = (parents, seed, mutation) =>
   api("/api/breed", { method: "POST", body: { parents, seed: seed ?? null, mutation } });
+/** One frame rendered by the server (POST /api/render): a Blob of the asked `format`. */
+export const renderImage = (request) => apiBlob("/api/render", { method: "POST", body: request });

@@ -2,14 +2,23 @@
 // two; drag one item onto another to breed them; drag an item onto the pad or a corner to use it.
 
 import { nokenUrl, thumbUrl } from "./api.js";
+import { el } from "./dom.js";
 
 export const GENOME_MIME = "application/x-breeder-genome";
 const MAX_SELECTED = 2;
 
 export const shortId = (id) => String(id).slice(0, 6);
 
-/** A bred child has two parents and a seed; a kept frame lists the corners it blended. */
-export const isChild = (info) => (info.parents || []).length === 2 && info.seed != null;
+/** A bred child (origin "breed") has two parents; a kept frame (origin "keep") lists the corners it blended. */
+export const isChild = (info) => info.origin === "breed";
+
+/**
+ * Whether the genome's noken, loaded as a textual inversion, reproduces its frame exactly: true
+ * when it pools at one position (prompts, noken-mode keeps, blends of prompts that end at the same
+ * token). A plain-mode blend of prompts that end at different positions pools at several; a
+ * textual inversion cannot. null: not known.
+ */
+export const exportsExactly = (info) => (Array.isArray(info.pool) ? info.pool.length === 1 : null);
 
 /** A one-line name for a genome: its prompt, or its lineage. */
 export function describe(info, byId = new Map()) {
@@ -18,24 +27,10 @@ export function describe(info, byId = new Map()) {
   const parents = info.parents || [];
   const name = (id) => byId.get(id)?.prompt || shortId(id);
   if (isChild(info)) return `child of ${name(parents[0])} × ${name(parents[1])}`;
-  if (parents.length) return `kept from ${parents.map(name).join(", ")}`;
+  if (info.origin === "keep") return `kept from ${parents.map(name).join(", ")}`;
   return `genome ${shortId(info.id)}`;
 }
 
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k === "class") node.className = v;
-    else if (k === "dataset") Object.assign(node.dataset, v);
-    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else if (k in node && typeof v !== "string") node[k] = v;
-    else node.setAttribute(k, v === true ? "" : v);
-  }
-  node.append(...children.filter((c) => c !== null && c !== undefined && c !== false));
-  return node;
-}
-export { el };
 
 function thumbImg(id, alt, cls) {
   // thumbnails render on the server the first time they are asked for: shimmer until they come
@@ -52,6 +47,17 @@ function trashIcon() {
   svg.setAttribute("aria-hidden", "true");
   svg.innerHTML = '<path d="M2.5 4h11M6 4V2.5h4V4M4 4l.7 9.5h6.6L12 4M6.7 6.5v5M9.3 6.5v5" fill="none" stroke="currentColor" stroke-width="1.3" stroke-linecap="round" stroke-linejoin="round"/>';
   return svg;
+}
+
+/** A chip saying whether the noken export reproduces the frame (see exportsExactly). */
+function exactness(info) {
+  const exact = exportsExactly(info);
+  if (exact === null) return null;
+  return el("p", { class: `ti ${exact ? "exact" : "approx"}`, "data-testid": "export-exact", dataset: { exact: String(exact) },
+    title: exact
+      ? "Its ⬇ noken, used as a word in a stock SDXL pipeline, reproduces this frame exactly"
+      : "Its ⬇ noken holds the blended tokens, but this frame pools where its parents' prompts end, at several token positions; a textual inversion pools at one, so it comes out close, not exact" },
+    exact ? "= exact noken" : "≈ approximate noken");
 }
 
 export class Gallery extends EventTarget {
@@ -184,7 +190,7 @@ export class Gallery extends EventTarget {
     if (isChild(info)) {
       lineage = el("div", { class: "lineage", "data-testid": "lineage" }, el("span", { class: "muted" }, "child of"), parentChip(parents[0]),
         el("span", { class: "times", "aria-hidden": "true" }, "×"), parentChip(parents[1]));
-    } else if (parents.length) {
+    } else if (info.origin === "keep") {
       lineage = el("div", { class: "lineage", "data-testid": "lineage" }, el("span", { class: "muted" }, "kept from"), ...parents.map(parentChip));
     }
     const meta = [];
@@ -205,8 +211,9 @@ export class Gallery extends EventTarget {
       el("div", { class: "caption" },
         info.prompt ? el("p", { class: "prompt", title: info.prompt }, info.prompt) : null,
         lineage,
-        !info.prompt && !parents.length ? el("p", { class: "prompt muted" }, `genome ${shortId(id)}`) : null,
-        meta.length ? el("p", { class: "meta" }, meta.join(" · ")) : null),
+        !info.prompt && !lineage ? el("p", { class: "prompt muted" }, `genome ${shortId(id)}`) : null,
+        meta.length ? el("p", { class: "meta" }, meta.join(" · ")) : null,
+        exactness(info)),
       el("div", { class: "item-actions" },
         el("code", { class: "gid", title: id }, shortId(id)),
         el("a", { class: "noken-link", href: nokenUrl(id), download: `noken-${id}.safetensors`, "data-testid": "noken-link",

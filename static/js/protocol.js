@@ -58,6 +58,30 @@ export const CLIENT_MESSAGES = Object.freeze({
 /** Message `type`s the server sends as JSON text (frames come as binary). */
 export const SERVER_MESSAGES = Object.freeze(["hello", "settings", "corners", "genome", "walk", "error"]);
 
+/** How a genome came to be (its `origin`): embedded from a prompt, bred, or kept from the pad. */
+export const GENOME_ORIGINS = Object.freeze(["prompt", "breed", "keep"]);
+
+/**
+ * The request type a server message answers: `settings` and `corners` replies their own type, a
+ * `genome` its `origin` (breed or keep), a `walk` the record stop, an error its `in_reply_to`
+ * (absent for input that was not a message of a known type). null: it answers nothing.
+ */
+export function answers(msg) {
+  switch (msg.type) {
+    case "settings":
+    case "corners":
+      return msg.type;
+    case "genome":
+      return msg.genome?.origin ?? null;
+    case "walk":
+      return "record";
+    case "error":
+      return msg.in_reply_to ?? null;
+    default:
+      return null;
+  }
+}
+
 /** The fields of a binary frame's JSON header (FrameHeader). */
 export const FRAME_HEADER_FIELDS = Object.freeze(["seq", "x", "y", "seed", "width", "height", "render_ms", "batch"]);
 const FRAME_INT_FIELDS = new Set(["seq", "seed", "width", "height", "batch"]);
