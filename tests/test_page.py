@@ -7,13 +7,16 @@ system one (Debian `chromium`, or $BREEDER_CHROMIUM); without it the module is s
 from __future__ import annotations
 
 import base64
+import io
 import json
 import re
 import time
 from dataclasses import asdict, fields
 from typing import Any, Iterator
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from tests.page_helpers import LAUNCH_ARGS, SCREENSHOTS, PadServer, find_chromium, wait_until
 
@@ -279,8 +282,14 @@ def test_keep_record_export_and_delete(pad: Pad) -> None:
     href = export.get_attribute("href")
     assert re.fullmatch(r"/api/walks/[0-9a-f]{16}/video\.mp4\?fps=12", href), href
     assert export.get_attribute("download", timeout=1000) is not None
+    # the export options name the video's fps and size
+    page.get_by_test_id("export-fps").select_option("6")
+    page.get_by_test_id("export-size").select_option("384")
+    href = export.get_attribute("href")
+    assert re.fullmatch(r"/api/walks/[0-9a-f]{16}/video\.mp4\?fps=6&width=384&height=384", href), href
     res = page.request.get(server_url(page) + href, timeout=60000)
     assert res.ok and res.headers["content-type"] == "video/mp4" and res.body()[4:8] == b"ftyp"
+    assert b"avc1" in res.body()
     # delete, with a confirmation dialog: cancel keeps it, confirm deletes it
     kept.get_by_test_id("delete").click()
     dialog = page.get_by_test_id("confirm-dialog")
@@ -395,13 +404,18 @@ def test_reconnect_restores_the_session(pad: Pad) -> None:
 
 
 def test_protocol_js_mirrors_protocol_py(pad: Pad) -> None:
-    from server import protocol as p
+    from sdxl_breeder import protocol as p
+    from sdxl_breeder.store import genome_origin
 
     js = pad.js("""async () => {
         const m = await import('/js/protocol.js');
         return {PROTOCOL_VERSION: m.PROTOCOL_VERSION, CORNER_NAMES: m.CORNER_NAMES, BLEND_MODES: m.BLEND_MODES,
                 NOKEN: m.NOKEN, MAX_SEQ: m.MAX_SEQ, Limits: m.Limits, ErrorCode: m.ErrorCode,
-                FRAME_HEADER_FIELDS: m.FRAME_HEADER_FIELDS, CLIENT_MESSAGES: Object.keys(m.CLIENT_MESSAGES),
+                FRAME_HEADER_FIELDS: m.FRAME_HEADER_FIELDS, CLIENT_MESSAGES: m.CLIENT_MESSAGES,
+                GENOME_ORIGINS: m.GENOME_ORIGINS, SERVER_MESSAGES: m.SERVER_MESSAGES,
+                answers: [{type: 'settings'}, {type: 'corners'}, {type: 'walk'}, {type: 'genome', genome: {origin: 'keep'}},
+                          {type: 'genome', genome: {origin: 'breed'}}, {type: 'error', in_reply_to: 'move'}, {type: 'error'},
+                          {type: 'hello'}].map(m.answers),
                 move: JSON.parse(m.encodeMove(0.25, 1, 7)),
                 corners: JSON.parse(m.encodeCorners(['a', {genome: '0123456789abcdef'}, 'c', 'd'], 'x [noken]')),
                 breed: JSON.parse(m.encodeBreed(['0123456789abcdef', 'fedcba9876543210'], {mutation: 0.5}))};
@@ -414,9 +428,15 @@ def test_protocol_js_mirrors_protocol_py(pad: Pad) -> None:
     assert js["Limits"] == asdict(p.Limits())
     assert js["ErrorCode"] == {c.name: c.value for c in p.ErrorCode}
     assert js["FRAME_HEADER_FIELDS"] == [f.name for f in fields(p.FrameHeader)]
-    messages = getattr(p, "_MESSAGES", None)
-    if messages is not None:
-        assert sorted(js["CLIENT_MESSAGES"]) == sorted(messages)
+    # every client message, with the same required and optional fields
+    assert sorted(js["CLIENT_MESSAGES"]) == sorted(p.MESSAGE_TYPES)
+    for kind, (_, required, optional) in p._MESSAGES.items():
+        assert sorted(js["CLIENT_MESSAGES"][kind]["required"]) == sorted(set(required) - {"type"}), kind
+        assert sorted(js["CLIENT_MESSAGES"][kind]["optional"]) == sorted(optional), kind
+    # which request each reply answers: the page pairs replies (and errors, by in_reply_to) with requests
+    assert js["answers"] == ["settings", "corners", "record", "keep", "breed", "move", None, None]
+    origins = {genome_origin([], None), genome_origin(["0123456789abcdef"], None), genome_origin(["a", "b"], 7)}
+    assert sorted(js["GENOME_ORIGINS"]) == sorted(origins)
     # what the page builds, the server accepts
     assert p.parse_client_message(json.dumps(js["move"])) == p.MoveMsg(0.25, 1.0, 7)
     assert p.parse_client_message(json.dumps(js["corners"])).template == "x [noken]"
@@ -435,3 +455,170 @@ def test_protocol_js_mirrors_protocol_py(pad: Pad) -> None:
     assert decoded["header"] == asdict(header)
     assert decoded["size"] == 8 and decoded["type"] == "image/jpeg"
     assert "truncated" in decoded["truncated"]
+
+
+# --------------------------------------------------------------------------- what the page keeps and gives
+def test_what_the_user_built_survives_a_reload(open_pad: Any) -> None:
+    pad = open_pad((1280, 1500))
+    page = pad.page
+    pad.settled()
+    pad.wait("document.querySelectorAll('[data-testid=gallery-item]').length >= 1")
+    genome = page.get_by_test_id("gallery-item").first.get_attribute("data-id")
+    page.get_by_test_id("gallery-item").first.get_by_test_id("gallery-select").check()
+    page.get_by_test_id("use-corner-3").click()
+    field = page.get_by_test_id("corner-input-1")
+    field.fill("a purple jellyfish")
+    field.press("Enter")
+    page.get_by_test_id("template").fill(TEMPLATE)
+    page.get_by_test_id("template").press("Enter")
+    pad.wait("([t, g]) => { const c = breeder.corners; return c && c.template === t && c.corners[3].genome === g"
+             " && c.corners[1].prompt === 'a purple jellyfish' }", [TEMPLATE, genome])
+    page.get_by_test_id("size").select_option("384")
+    page.get_by_test_id("blend").select_option("slerp")
+    page.get_by_test_id("seed").fill("77")
+    page.get_by_test_id("seed").press("Enter")
+    page.get_by_test_id("pad").press("Shift+ArrowLeft")
+    page.get_by_test_id("pad").press("ArrowUp")
+    pad.wait("() => { const h = breeder.lastHeader; return h.width === 384 && h.seed === 77 }")
+    pad.settled()
+
+    before, hellos = len(pad.sent), pad.js("breeder.hellos")
+    page.reload()
+    pad.wait("window.breeder && breeder.framesShown > 0")
+    assert pad.js("breeder.hellos") == 1 and hellos >= 1  # a new page, not a reconnect
+    pad.settled()
+    # the new page asked for the same session, first thing
+    after = pad.sent[before:]
+    assert [m["type"] for m in after[:3]] == ["settings", "corners", "move"], after[:3]
+    settings, corners, move = after[:3]
+    assert (settings["width"], settings["height"], settings["seed"], settings["blend"]) == (384, 384, 77, "slerp")
+    assert corners["template"] == TEMPLATE
+    assert corners["corners"][1] == {"prompt": "a purple jellyfish"} and corners["corners"][3] == {"genome": genome}
+    assert move["x"] == pytest.approx(0.4) and move["y"] == pytest.approx(0.48)
+    header = pad.js("breeder.lastHeader")
+    assert (header["width"], header["seed"]) == (384, 77)
+    assert header["x"] == pytest.approx(0.4) and header["y"] == pytest.approx(0.48)
+    # and shows it
+    expect(page.get_by_test_id("template")).to_have_value(TEMPLATE)
+    expect(page.get_by_test_id("noken-badge")).to_be_visible()
+    expect(page.get_by_test_id("corner-input-1")).to_have_value("a purple jellyfish")
+    expect(page.get_by_test_id("size")).to_have_value("384")
+    expect(page.get_by_test_id("blend")).to_have_value("slerp")
+    expect(page.get_by_test_id("seed")).to_have_value("77")
+    expect(page.get_by_test_id("position")).to_have_text("x 0.40 · y 0.48")
+    assert pad.errors == []
+
+
+def test_a_saved_corner_that_was_deleted_falls_back_to_the_default_corners(pad: Pad) -> None:
+    page = pad.page
+    saved = {"version": 1, "corners": [{"prompt": "a"}, {"genome": "0123456789abcdef"}, {"prompt": "c"}, {"prompt": "d"}],
+             "template": None}
+    # stored as the next page starts (this page saves its own state as it goes away)
+    page.add_init_script(f"localStorage.setItem('sdxl-breeder.pad', {json.dumps(json.dumps(saved))})")
+    before = len(pad.sent)
+    page.reload()
+    pad.wait("window.breeder && breeder.framesShown > 0")  # frames come: the page went back to corners that exist
+    expect(page.locator("[data-testid=toast][data-code=unknown_genome]")).to_be_visible()
+    asked = [m["corners"] for m in pad.sent[before:] if m["type"] == "corners"]
+    assert asked[0][1] == {"genome": "0123456789abcdef"}
+    defaults = pad.js("breeder.corners.corners.map(c => c.prompt)")
+    assert asked[1] == [{"prompt": text} for text in defaults] and "a" not in defaults
+    assert [e for e in pad.errors if "unknown_genome" not in e] == []
+
+
+def frame_pixels(pad: Pad) -> np.ndarray:
+    """The pixels of the frame on screen (the decoded JPEG, read back losslessly)."""
+    url = pad.js("document.getElementById('frame').toDataURL('image/png')")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"), dtype=np.float32)
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    # JPEG keeps brightness at full resolution and halves colour: compare brightness
+    return rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def test_download_this_frame_as_png(pad: Pad) -> None:
+    page = pad.page
+    page.get_by_test_id("quality").fill("100")  # frames as close to lossless as JPEG goes
+    page.get_by_test_id("quality").dispatch_event("change")
+    page.get_by_test_id("pad").press("Shift+ArrowRight")
+    pad.wait("breeder.state.settings.quality === 100")
+    pad.settled()
+    header = pad.js("breeder.lastHeader")
+    on_screen = frame_pixels(pad)
+    with page.expect_download() as info:
+        page.get_by_test_id("download-png").click()
+    download = info.value
+    assert download.suggested_filename == "frame-x0.60-y0.50-seed0.png"
+    data = open(download.path(), "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    png = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.float32)
+    assert png.shape == (header["height"], header["width"], 3) == on_screen.shape
+    # it is the frame on screen, rendered again without JPEG: another position's frame is much further
+    same = float(np.abs(luma(png) - luma(on_screen)).mean())
+    for _ in range(6):
+        page.get_by_test_id("pad").press("Shift+ArrowLeft")
+    pad.settled()
+    other = float(np.abs(luma(png) - luma(frame_pixels(pad))).mean())
+    assert same < 1.5 and other > 4 * same, (same, other)
+    assert pad.errors == []
+
+
+def test_corner_thumbnails_sit_beside_the_frame_not_on_it(open_pad: Any) -> None:
+    for viewport in ((1280, 900), (375, 800)):
+        pad = open_pad(viewport, is_mobile=viewport[0] < 500, has_touch=viewport[0] < 500)
+        frame = pad.page.get_by_test_id("frame").bounding_box()
+        for i in range(4):
+            pad.wait("i => { const im = document.querySelector(`[data-testid=corner-thumb-${i}]`);"
+                     " return im.complete && im.naturalWidth > 0 }", i)
+            tile = pad.page.get_by_test_id(f"corner-tile-{i}").bounding_box()
+            thumb = pad.page.get_by_test_id(f"corner-thumb-{i}").bounding_box()
+            top, left = i < 2, i % 2 == 0
+            # above the frame for the top corners, below it for the bottom ones: no overlap at all
+            if top:
+                assert tile["y"] + tile["height"] <= frame["y"], (viewport, i, tile, frame)
+            else:
+                assert tile["y"] >= frame["y"] + frame["height"], (viewport, i, tile, frame)
+            # and at its corner's side, the thumbnail flush with the frame's edge
+            if left:
+                assert abs(thumb["x"] - frame["x"]) <= 4, (viewport, i, thumb, frame)
+            else:
+                assert abs(thumb["x"] + thumb["width"] - (frame["x"] + frame["width"])) <= 4, (viewport, i, thumb, frame)
+            assert thumb["width"] >= 32 and thumb["height"] >= 32
+        assert frame["width"] >= 330
+        assert pad.errors == []
+
+
+def test_the_gallery_says_which_kept_genomes_export_exactly(pad: Pad) -> None:
+    page = pad.page
+    pad.settled()
+    items = page.get_by_test_id("gallery-item")
+    pad.wait("document.querySelectorAll('[data-testid=gallery-item]').length >= 4")
+    # a prompt genome pools where its prompt ends: its noken is exact
+    prompt_item = page.locator("[data-testid=gallery-item]").filter(has_text="a neon city at night")
+    expect(prompt_item.get_by_test_id("export-exact")).to_have_attribute("data-exact", "true")
+    # a plain-mode keep in the middle blends prompts that end at different tokens: approximate
+    before = items.count()
+    page.get_by_test_id("keep").click()
+    expect(items).to_have_count(before + 1)
+    kept = items.first
+    expect(kept.get_by_test_id("export-exact")).to_have_attribute("data-exact", "false")
+    expect(kept.get_by_test_id("export-exact")).to_contain_text("approximate")
+    kept_id = kept.get_attribute("data-id")
+    info = pad.js("id => breeder.api(`/api/genomes/${id}`)", kept_id)
+    assert info["origin"] == "keep" and len(info["pool"]) > 1
+    # a noken-mode keep is the blended noken alone: exact
+    page.get_by_test_id("template").fill(TEMPLATE)
+    page.get_by_test_id("template").press("Enter")
+    pad.wait("t => breeder.corners && breeder.corners.template === t", TEMPLATE)
+    page.get_by_test_id("keep").click()
+    expect(items).to_have_count(before + 2)
+    expect(items.first.get_by_test_id("export-exact")).to_have_attribute("data-exact", "true")
+    info = pad.js("id => breeder.api(`/api/genomes/${id}`)", items.first.get_attribute("data-id"))
+    assert info["origin"] == "keep" and len(info["pool"]) == 1
+    # after a reload, from the REST listing, the gallery still says so
+    page.reload()
+    pad.wait("window.breeder && breeder.framesShown > 0")
+    expect(page.locator(f"[data-testid=gallery-item][data-id='{kept_id}'] [data-testid=export-exact]")
+           ).to_have_attribute("data-exact", "false")
+    assert pad.errors == []

@@ -79,10 +79,15 @@ export class Corners extends EventTarget {
       e.preventDefault();
       e.dataTransfer.dropEffect = "copy";
       this.highlight(which(e));
+      node.classList.add("drop-target");
     });
-    node.addEventListener("dragleave", () => this.highlight(-1));
+    node.addEventListener("dragleave", () => {
+      this.highlight(-1);
+      node.classList.remove("drop-target");
+    });
     node.addEventListener("drop", (e) => {
       this.highlight(-1);
+      node.classList.remove("drop-target");
       const id = e.dataTransfer.getData(GENOME_MIME);
       if (!id) return;
       e.preventDefault();
