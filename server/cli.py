@@ -18,13 +18,19 @@ class CliError(Exception):
     """An error to print as one line (no traceback) before exiting with status 2."""
 
 
-def _add_model_args(p: argparse.ArgumentParser, default: str = "stabilityai/sdxl-turbo") -> None:
+def _add_model_args(p: argparse.ArgumentParser, default: str = "auto") -> None:
     p.add_argument(
         "--model",
         default=default,
-        help="auto | tiny | sdxl-random | a diffusers SDXL hub id | a local diffusers directory "
-        f"(default: {default}). `tiny` is built in and runs offline on a CPU; `auto` uses SDXL "
-        "Turbo when available and falls back to tiny",
+        help="auto | tiny | sdxl-random | a diffusers SDXL hub id | a local diffusers directory | an SDXL "
+        f"single-file .safetensors checkpoint (default: {default}). `tiny` is built in and runs offline on a "
+        "CPU; `auto` uses SDXL Turbo when available and falls back to tiny",
+    )
+    p.add_argument(
+        "--model-config",
+        metavar="DIR_OR_ID",
+        help="for a single-file --model: the diffusers SDXL directory or hub id whose configs and tokenizers "
+        "describe it (default stabilityai/sdxl-turbo, from the Hugging Face cache or downloaded)",
     )
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu) | cpu | cuda | cuda:N | mps")
     p.add_argument(
@@ -40,9 +46,9 @@ def _size(value: str) -> int:
         v = int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of pixels") from None
-    problem = LIMITS.check_size("size", v)
-    if problem is not None:
-        raise argparse.ArgumentTypeError(problem.removeprefix("size must be ").replace(f", got {v}", ""))
+    problem = LIMITS.check_size(f"{v} pixels", v)
+    if problem is not None:  # the same limits the server enforces, checked before connecting
+        raise argparse.ArgumentTypeError(problem.replace(f", got {v}", ""))
     return v
 
 
@@ -66,6 +72,26 @@ def _seed(value: str) -> int:
     return v
 
 
+def _port(value: str) -> int:
+    try:
+        v = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
+    if not 0 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"port {v} must be within [0, 65535]")
+    return v
+
+
+def _quality(value: str) -> int:
+    try:
+        v = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if not LIMITS.min_quality <= v <= LIMITS.max_quality:
+        raise argparse.ArgumentTypeError(f"quality {v} must be within [{LIMITS.min_quality}, {LIMITS.max_quality}]")
+    return v
+
+
 # --------------------------------------------------------------------------- render
 def _render(args: argparse.Namespace) -> None:
     from PIL import Image
@@ -80,7 +106,7 @@ def _render(args: argparse.Namespace) -> None:
     if args.prompt is None and args.corners is None:
         raise CliError("give --prompt P or --corners A B C D")
     prompts = [args.prompt] * 4 if args.prompt is not None else list(args.corners)
-    model = load_model(args.model, args.device, args.dtype)
+    model = load_model(args.model, args.device, args.dtype, model_config=args.model_config)
     if model.warning:
         logging.getLogger("sdxl_breeder").warning("%s", model.warning)
     renderer = Renderer(model)
@@ -120,7 +146,7 @@ def _serve(args: argparse.Namespace) -> None:
     from sdxl_breeder.web.serve import ServeError, ServeOptions, serve
 
     opts = ServeOptions(
-        model=args.model, device=args.device, dtype=args.dtype, host=args.host, port=args.port,
+        model=args.model, model_config=args.model_config, device=args.device, dtype=args.dtype, host=args.host, port=args.port,
         max_batch=args.max_batch, data_dir=Path(args.data_dir), token=args.token, insecure=args.insecure,
         allow_origins=tuple(args.allow_origin or ()), log_level="debug" if args.verbose else "info",
         compile=args.compile, threads=args.threads,
@@ -152,7 +178,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     )
     _add_model_args(p, default="auto")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others need --token or --insecure)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
     p.add_argument("--max-batch", type=int, default=8, help="most frames rendered in one batch (default 8)")
     p.add_argument("--data-dir", default="data", help="where genomes, thumbnails and walks are kept (default ./data)")
     p.add_argument("--token", help="require this token from clients (?token= or Authorization: Bearer)")
@@ -201,7 +227,7 @@ def _bench(args: argparse.Namespace) -> None:
     if args.server is not None and not args.server.startswith(("ws://", "wss://")):
         raise CliError(f"--server {args.server}: give the server's websocket URL, e.g. ws://127.0.0.1:8000/ws")
     opts = BenchOptions(
-        model=args.model, device=args.device, dtype=args.dtype, size=args.size, vae=args.vae,
+        model=args.model, model_config=args.model_config, device=args.device, dtype=args.dtype, size=args.size, vae=args.vae,
         tiny_vae_path=args.tiny_vae_path, compile=args.compile, channels_last=args.channels_last,
         batches=args.batches, clients=args.clients, seconds=args.seconds, max_batch=args.max_batch,
         ws_deflate=args.ws_deflate, vae_chunk=args.vae_chunk, json_path=Path(args.json) if args.json else None,
@@ -332,7 +358,7 @@ def _add_walk(sub: argparse._SubParsersAction) -> None:
                    help="a noise seed per corner, blended with the prompts (instead of --seed)")
     p.add_argument("--path-seed", type=_seed, default=0, help="seed of the random path (default 0)")
     p.add_argument("--blend", choices=BLEND_MODES, default="lerp", help="how token vectors blend (default lerp)")
-    p.add_argument("--quality", type=int, choices=range(1, 101), default=95, metavar="1-100",
+    p.add_argument("--quality", type=_quality, default=95, metavar="1-100",
                    help="JPEG quality of the streamed frames (default 95)")
     p.add_argument("--timeout", type=_number, default=60.0, help="seconds to wait for each reply (default 60)")
     p.add_argument("--walk-file", help="also save the walk as JSON here")
@@ -364,7 +390,7 @@ def _render_walk(args: argparse.Namespace) -> None:
             raise WalkError(f"unknown genome {g} in corners[{i}] (not in --data-dir {args.data_dir})")
         if args.batch < 1:
             raise CliError(f"--batch must be at least 1, got {args.batch}")
-        model = load_model(args.model, args.device, args.dtype)
+        model = load_model(args.model, args.device, args.dtype, model_config=args.model_config)
         if model.warning:
             logging.getLogger("sdxl_breeder").warning("%s", model.warning)
         _wrote(write_walk_video(walk, Renderer(model), args.out, fps=args.fps, width=args.width,
@@ -393,8 +419,46 @@ def _add_render_walk(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_render_walk)
 
 
+# --------------------------------------------------------------------------- save-model
+def _save_model(args: argparse.Namespace) -> None:
+    from sdxl_breeder.model.checkpoint import save_single_file
+    from sdxl_breeder.model.loading import load_model
+
+    out = Path(args.dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CliError(f"{out} exists and is not an empty folder; give a new folder")
+    single = Path(args.single_file) if args.single_file else None
+    if single is not None and single.suffix.lower() != ".safetensors":
+        raise CliError(f"--single-file {single}: use a .safetensors file name")
+    model = load_model(args.model, "cpu", args.dtype, model_config=args.model_config, channels_last=False)
+    model.pipeline.save_pretrained(out)
+    print(f"wrote {out} (diffusers directory of {model.name}; StableDiffusionXLPipeline.from_pretrained loads it)")
+    if single is not None:
+        single.parent.mkdir(parents=True, exist_ok=True)
+        save_single_file(model.pipeline, single)
+        print(f"wrote {single} (SDXL single-file checkpoint; load it with --model {single} --model-config {out})")
+
+
+def _add_save_model(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "save-model",
+        help="write a model (e.g. the built-in tiny one) as a diffusers directory and, optionally, a single file",
+        description="Write MODEL (anything --model takes; `tiny` for the built-in test model) as a diffusers "
+        "directory that stock `StableDiffusionXLPipeline.from_pretrained` loads, and with --single-file also as "
+        "an SDXL single-file checkpoint in the original layout (what A1111 and ComfyUI keep).",
+    )
+    p.add_argument("model", help="tiny | sdxl-random | a hub id | a diffusers directory | an SDXL .safetensors checkpoint")
+    p.add_argument("dir", help="the new diffusers directory (must not exist or be empty)")
+    p.add_argument("--single-file", metavar="FILE", help="also write an SDXL single-file checkpoint (.safetensors) here")
+    p.add_argument("--model-config", metavar="DIR_OR_ID", help="for a single-file MODEL: the diffusers configs to read it with (as in serve)")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"], help="weights' dtype (default fp32)")
+    p.set_defaults(func=_save_model)
+
+
 # --------------------------------------------------------------------------- main
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_render, _add_serve, _add_bench, _add_walk, _add_render_walk]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_render, _add_serve, _add_bench, _add_walk, _add_render_walk, _add_save_model,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -408,6 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in COMMANDS:
         add(sub)
+    for command in sub.choices.values():  # `sdxl-breeder serve --verbose` as well as `sdxl-breeder -v serve`
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log debug details")
     return parser
 
 

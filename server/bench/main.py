@@ -50,6 +50,7 @@ ROUNDS = 3  # naive and renderer slices alternate this many times (when they can
 @dataclass(frozen=True)
 class BenchOptions:
     model: str = "tiny"
+    model_config: str | None = None
     device: str = "auto"
     dtype: str = "auto"
     size: int | None = None  # None: 256 for tiny, 512 otherwise
@@ -133,7 +134,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
     # Loaded contiguous: the naive baseline is the stock pipeline as the original breeder ran it;
     # channels_last (serve's default) is applied after the naive phase.
     model = load_model(opts.model, opts.device, opts.dtype, opts.seed, vae=opts.vae, tiny_vae_path=opts.tiny_vae_path,
-                       channels_last=False)
+                       channels_last=False, model_config=opts.model_config)
     load_s = time.perf_counter() - t
     if model.warning:
         say(f"[bench] note: {model.warning}")

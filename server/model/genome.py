@@ -11,7 +11,6 @@ import json
 import os
 import random
 import secrets
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
+
+from sdxl_breeder.files import atomic_path
 
 MAX_TOKENS = 77  # CLIP's context: start token + 75 content tokens + end token
 GENOME_FORMAT = "sdxl-breeder-genome/1"
@@ -89,14 +90,8 @@ class Genome:
         path = Path(path)
         tensors = {f"embeds_{i}": e.detach().to("cpu", torch.float32).contiguous() for i, e in enumerate(self.embeds)}
         meta = {"format": GENOME_FORMAT, "genome": json.dumps(self.metadata())}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata=meta)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path, suffix=".safetensors") as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Genome:

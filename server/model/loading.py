@@ -1,7 +1,9 @@
 """`--model` → a ready StableDiffusionXLPipeline on a device, in a dtype.
 
-Three kinds of model:
+Kinds of model:
 - any diffusers SDXL hub id or local directory (default `stabilityai/sdxl-turbo`);
+- an SDXL single-file `.safetensors` checkpoint (what A1111 and ComfyUI keep), through
+  diffusers' `from_single_file` with a diffusers model's configs (checkpoint.py);
 - `tiny`: the SDXL architecture shrunk, seeded random weights and a tokenizer whose files are
   written here, so everything runs offline and fast on a CPU;
 - `sdxl-random`: the full SDXL architecture (2.6B UNet, CLIP-L, CLIP-bigG, VAE) with random
@@ -10,15 +12,16 @@ Three kinds of model:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from sdxl_breeder.model.checkpoint import looks_like_single_file
+from sdxl_breeder.model.tokenizer import tiny_tokenizers
 
 log = logging.getLogger("sdxl_breeder.models")
 
@@ -33,13 +36,18 @@ TAESDXL = "madebyollin/taesdxl"
 
 TINY_WARNING = (
     "Running on the built-in TINY model (random weights): frames are noise-like patterns, "
-    "not pictures. Install SDXL Turbo weights (e.g. `huggingface-cli download "
-    "stabilityai/sdxl-turbo`) and start with `--model stabilityai/sdxl-turbo`."
+    "not pictures. Install SDXL Turbo weights (e.g. `hf download stabilityai/sdxl-turbo`) and "
+    "start with `--model stabilityai/sdxl-turbo`."
 )
 
 
 class ModelLoadError(RuntimeError):
-    """A model could not be loaded; the message is one line meant for the user."""
+    """A model could not be loaded; the message is one line meant for the user, `reason` the
+    underlying cause alone (without advice)."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 @dataclass
@@ -84,92 +92,6 @@ def pick_dtypes(device: torch.device, dtype: str = "auto") -> tuple[torch.dtype,
             chosen = torch.float32
     vae = torch.float32 if chosen == torch.float16 else chosen
     return chosen, vae
-
-
-# --------------------------------------------------------------------------- tokenizer
-# Words the tiny tokenizer knows whole; everything else falls back to single characters.
-_TINY_WORDS = """a an the of in on at with and or by for to from style drawing painting photo
-photograph portrait picture image sketch render illustration oil watercolor pencil ink digital
-art artist cinematic lighting light dark night day sunset sunrise morning evening city street
-forest mountain mountains river lake sea ocean beach sky clouds cloud rain snow fire water stone
-castle house room window garden flower flowers tree trees field desert island space planet moon
-star stars galaxy robot cat cats dog dogs whippet fox wolf bird owl horse fish dragon monster man
-woman girl boy child face eyes hair old young red orange yellow green blue purple pink black white
-gold golden silver grey gray bright colorful neon glowing sleeping running sitting standing flying
-very highly detailed high quality beautiful cute small large big tiny giant vintage modern
-futuristic ancient abstract surreal fantasy sci fi cyberpunk steampunk minimalist photorealistic
-realistic studio close up wide angle lens macro 4k 8k hd van gogh monet picasso hokusai""".split()
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    # The byte ↔ printable-character table of GPT-2/CLIP byte-level BPE.
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, (chr(c) for c in cs)))
-
-
-def tiny_vocab_and_merges() -> tuple[dict[str, int], list[str]]:
-    """A small CLIP BPE vocabulary laid out like the real one: bytes, bytes + `</w>`, merges for a
-    built-in word list, then the start/end tokens last (so EOS has the highest id, as in CLIP)."""
-    chars = list(_bytes_to_unicode().values())
-    tokens = chars + [c + "</w>" for c in chars]
-    # A few rounds of real BPE training on the word list (most frequent pair first, ties broken
-    # by the pair itself), so merges are consistent and every listed word ends up one token.
-    words = [list(w[:-1]) + [w[-1] + "</w>"] for w in dict.fromkeys(_TINY_WORDS)]
-    merges: list[str] = []
-    while True:
-        counts: dict[tuple[str, str], int] = {}
-        for w in words:
-            for pair in zip(w, w[1:]):
-                counts[pair] = counts.get(pair, 0) + 1
-        if not counts:
-            break
-        best = min(counts, key=lambda p: (-counts[p], p))
-        merges.append(f"{best[0]} {best[1]}")
-        tokens.append(best[0] + best[1])
-        for w in words:
-            i = 0
-            while i < len(w) - 1:
-                if (w[i], w[i + 1]) == best:
-                    w[i : i + 2] = [w[i] + w[i + 1]]
-                i += 1
-    tokens += ["<|startoftext|>", "<|endoftext|>"]
-    return {t: i for i, t in enumerate(tokens)}, merges
-
-
-def write_tiny_tokenizer(directory: Path, pad_token: str) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    vocab, merges = tiny_vocab_and_merges()
-    (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    (directory / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
-    config = {
-        "tokenizer_class": "CLIPTokenizer",
-        "model_max_length": 77,
-        "bos_token": "<|startoftext|>",
-        "eos_token": "<|endoftext|>",
-        "unk_token": "<|endoftext|>",
-        "pad_token": pad_token,
-    }
-    (directory / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
-
-
-def _tiny_tokenizers(vocab_size_hint: list[int]) -> tuple[Any, Any]:
-    from transformers import CLIPTokenizer
-
-    with tempfile.TemporaryDirectory(prefix="sdxl-breeder-tok-") as tmp:
-        write_tiny_tokenizer(Path(tmp) / "t1", pad_token="<|endoftext|>")
-        # SDXL's second tokenizer pads with "!" rather than the end token.
-        write_tiny_tokenizer(Path(tmp) / "t2", pad_token="!")
-        tok1 = CLIPTokenizer.from_pretrained(Path(tmp) / "t1")
-        tok2 = CLIPTokenizer.from_pretrained(Path(tmp) / "t2")
-    vocab_size_hint.append(len(tok1))
-    return tok1, tok2
 
 
 # --------------------------------------------------------------------------- architectures
@@ -247,7 +169,7 @@ def build_random_pipeline(kind: str, seed: int = 0, device: torch.device | None 
 
     arch = _arch(kind)
     sizes: list[int] = []
-    tok1, tok2 = _tiny_tokenizers(sizes)
+    tok1, tok2 = tiny_tokenizers(sizes)
     vocab_size = arch["vocab_size"] or sizes[0]
     c1, c2 = arch["clip1"], arch["clip2"]
     build_device = device or torch.device("cpu")
@@ -312,8 +234,7 @@ def build_tiny_vae(seed: int = 0, path: str | None = None) -> Any:
         try:
             vae = AutoencoderTiny.from_pretrained(path, local_files_only=os.environ.get("HF_HUB_OFFLINE") == "1")
         except Exception as e:  # noqa: BLE001 — hub, file and config errors all mean "can't load"
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ModelLoadError(f"could not load the tiny VAE {path!r} ({first[:200]})") from e
+            raise ModelLoadError(f"could not load the tiny VAE {path!r} ({error_summary(e)})") from e
     else:
         torch.manual_seed(seed)
         vae = AutoencoderTiny()
@@ -321,6 +242,16 @@ def build_tiny_vae(seed: int = 0, path: str | None = None) -> Any:
 
 
 # --------------------------------------------------------------------------- loading
+def error_summary(e: BaseException, limit: int = 500) -> str:
+    """The first line of an error's message, whole unless it is very long; then cut between words."""
+    text = str(e).strip()
+    first = text.splitlines()[0].strip() if text else type(e).__name__
+    if len(first) <= limit:
+        return first
+    head = first[:limit]
+    return (head.rsplit(" ", 1)[0] if " " in head else head).rstrip(" ,;:") + " …"
+
+
 def _load_pretrained(name: str, dtype: torch.dtype, local_only: bool) -> Any:
     from diffusers import StableDiffusionXLPipeline
 
@@ -333,23 +264,64 @@ def _load_pretrained(name: str, dtype: torch.dtype, local_only: bool) -> Any:
                 pass  # no fp16 variant published: fall back to the default weights
         return StableDiffusionXLPipeline.from_pretrained(name, **kwargs)
     except Exception as e:  # noqa: BLE001 — hub, file and config errors all mean "can't load"
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelLoadError(
-            f"could not load model {name!r} ({first[:200]}). Without network access or a local copy, "
-            f"start with `--model tiny` (built in, runs offline)."
+            f"could not load model {name!r} ({error_summary(e)}). Without network access or a local copy, "
+            f"start with `--model tiny` (built in, runs offline).",
+            reason=error_summary(e),
         ) from e
 
 
-def is_cached(name: str) -> bool:
-    """Whether `name` is a local directory or already in the Hugging Face cache."""
+def _load_single_file(path: Path, config: str | None, dtype: torch.dtype, local_only: bool) -> Any:
+    """An SDXL single-file checkpoint through diffusers' `from_single_file`, with the configs and
+    tokenizers of `config` (a local diffusers directory or hub id; default SDXL Turbo's)."""
+    from diffusers import StableDiffusionXLPipeline
+
+    from sdxl_breeder.model.checkpoint import sdxl_problem
+
+    if not path.is_file():
+        raise ModelLoadError(f"no such checkpoint file: {path}")
+    problem = sdxl_problem(path)
+    if problem is not None:
+        raise ModelLoadError(problem)
+    config = config or DEFAULT_MODEL
+    if not Path(config).is_dir() and local_only and not is_cached(config, weights=False):
+        raise ModelLoadError(
+            f"{path.name} is loaded with the configs and tokenizers of {config}, which are not in the "
+            f"Hugging Face cache (and HF_HUB_OFFLINE is set): run `hf download {config} --include "
+            "'*.json' '*.txt'` once with network access, or give --model-config DIR (a local diffusers SDXL directory)"
+        )
+    try:
+        return StableDiffusionXLPipeline.from_single_file(
+            str(path), config=config, torch_dtype=dtype, local_files_only=local_only, add_watermarker=False
+        )
+    except Exception as e:  # noqa: BLE001 — config, shape and file errors all mean "can't load"
+        raise ModelLoadError(f"could not load checkpoint {path} with the configs of {config} ({error_summary(e)})") from e
+
+
+def is_cached(name: str, *, weights: bool = True, cache_dir: str | None = None) -> bool:
+    """Whether `name` is a local directory or in the Hugging Face cache: its model_index.json and,
+    with `weights`, each model component's weights (a cache holding only configs does not count)."""
     if Path(name).is_dir():
         return True
     try:
         from huggingface_hub import try_to_load_from_cache
 
-        return isinstance(try_to_load_from_cache(name, "model_index.json"), str)
-    except Exception:  # noqa: BLE001
+        index = try_to_load_from_cache(name, "model_index.json", cache_dir=cache_dir)
+    except Exception:  # noqa: BLE001 — an invalid repo id, an unreadable cache: not cached
         return False
+    if not isinstance(index, str):
+        return False
+    snapshot = Path(index).parent
+    if not weights:
+        return (snapshot / "tokenizer" / "vocab.json").exists() and (snapshot / "unet" / "config.json").exists()
+    return all(
+        any(f.suffix in (".safetensors", ".bin") for f in (snapshot / part).glob("*"))
+        for part in ("unet", "vae", "text_encoder", "text_encoder_2")
+    )
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
 
 
 def load_model(
@@ -361,6 +333,7 @@ def load_model(
     vae: str = "full",
     tiny_vae_path: str | None = None,
     channels_last: bool = True,
+    model_config: str | None = None,
 ) -> LoadedModel:
     """Resolve `--model` and return the pipeline on its device.
 
@@ -368,11 +341,12 @@ def load_model(
     with a loud warning. `vae="tiny"` swaps the VAE for an AutoencoderTiny (TAESDXL): weights from
     `tiny_vae_path`, else seeded random ones (fine for benchmarks, noise for pictures).
     `channels_last` lays out the UNet and VAE convolutions channels-last, faster on CPUs and GPUs
-    alike (docs/benchmarks.md)."""
+    alike (docs/benchmarks.md). A `.safetensors` file is an SDXL single-file checkpoint, read with
+    the configs and tokenizers of `model_config` (a diffusers directory or hub id; default SDXL Turbo's)."""
     if vae not in VAES:
         raise ModelLoadError(f"unknown vae {vae!r}; use one of {', '.join(VAES)}")
     if vae == "tiny" or tiny_vae_path is not None:
-        loaded = load_model(name, device, dtype, seed, channels_last=channels_last)
+        loaded = load_model(name, device, dtype, seed, channels_last=channels_last, model_config=model_config)
         pipe = loaded.pipeline
         # TAESD has no fp16 overflow problem: it runs in the model's dtype.
         pipe.vae = build_tiny_vae(seed, tiny_vae_path).to(loaded.device, loaded.dtype)
@@ -385,14 +359,15 @@ def load_model(
     model_dtype, vae_dtype = pick_dtypes(dev, dtype)
     warning = None
     if name == AUTO:
-        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+        offline = _offline()
+        why = "not in the Hugging Face cache and HF_HUB_OFFLINE is set"
         try:
             if is_cached(DEFAULT_MODEL) or not offline:
                 return load_model(DEFAULT_MODEL, device, dtype, seed, channels_last=channels_last)
         except ModelLoadError as e:
-            log.warning("%s", e)
+            why = e.reason  # the advice in e ("start with --model tiny") is what happens next
         name = TINY
-        warning = f"SDXL Turbo is not available offline. {TINY_WARNING}"
+        warning = f"SDXL Turbo could not be loaded ({why}), so `--model auto` fell back to the tiny model. {TINY_WARNING}"
     if name == TINY:
         # Built on the CPU in fp32 (seeded, so identical everywhere), then moved.
         pipe = build_random_pipeline(TINY, seed=seed)
@@ -400,13 +375,15 @@ def load_model(
     elif name == SDXL_RANDOM:
         pipe = build_random_pipeline(SDXL_RANDOM, seed=seed, device=dev)
         warning = "Running sdxl-random: full SDXL architecture with RANDOM weights (for benchmarks)."
+    elif looks_like_single_file(name):
+        pipe = _load_single_file(Path(name), model_config, model_dtype, local_only=_offline())
     else:
         if not Path(name).is_dir() and "/" not in name:
             raise ModelLoadError(
-                f"unknown model {name!r}: use auto, tiny, sdxl-random, a hub id like {DEFAULT_MODEL} "
-                "or a local diffusers SDXL directory (offline, `--model tiny` always works)"
+                f"unknown model {name!r}: use auto, tiny, sdxl-random, a hub id like {DEFAULT_MODEL}, "
+                "a local diffusers SDXL directory or an SDXL .safetensors checkpoint (offline, `--model tiny` always works)"
             )
-        pipe = _load_pretrained(name, model_dtype, local_only=os.environ.get("HF_HUB_OFFLINE") == "1")
+        pipe = _load_pretrained(name, model_dtype, local_only=_offline())
     pipe.to(dev, model_dtype)
     pipe.vae.to(dtype=vae_dtype)
     if channels_last:

@@ -12,12 +12,12 @@ import math
 import os
 import random
 import re
-import tempfile
 from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
+from sdxl_breeder.files import atomic_path
 from sdxl_breeder.spec import BLEND_MODES, LIMITS, MAX_SEED, NOKEN, FrameSettings
 
 WALK_FORMAT = "sdxl-breeder-walk"
@@ -341,16 +341,10 @@ class Walk:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write atomically (temp file in the same folder, then os.replace)."""
         text = json.dumps(self.validate().to_json(), allow_nan=False, separators=(",", ":"))
-        fd, tmp = tempfile.mkstemp(dir=Path(path).parent, prefix=f".{Path(path).name}.")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def _int(v: Any, name: str, lo: int, hi: int, multiple: int = 1) -> int:

@@ -20,6 +20,8 @@ import av
 import numpy as np
 from PIL import Image
 
+from sdxl_breeder.files import new_file_mode
+
 VIDEO_FORMATS = ("mp4", "gif", "png")
 PNG_NAME = "frame_{:05d}.png"
 _PNG_RE = re.compile(r"frame_\d{5,}\.png")
@@ -37,7 +39,7 @@ def format_for_path(path: str | os.PathLike[str]) -> str:
     suffix = p.suffix.lower().lstrip(".")
     if suffix in ("mp4", "gif"):
         return suffix
-    raise ValueError(f"cannot write video to {p.name!r}: unknown suffix {p.suffix!r}; use "
+    raise ValueError(f"cannot write video to {str(p)!r}: unknown suffix {p.suffix!r}; use "
                      ".mp4 (H.264), .gif, or a folder path without a suffix for PNG frames")
 
 
@@ -185,6 +187,7 @@ class VideoWriter:
             for packet in self._stream.encode():  # flush frames the encoder still holds
                 self._container.mux(packet)
             self._container.close()
+            os.chmod(self._tmp, new_file_mode())  # type: ignore[arg-type]  # mkstemp made it 0600
             os.replace(self._tmp, self.path)  # type: ignore[arg-type]
         except BaseException:
             self._discard()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ BANNER = "!" * 78
 @dataclass(frozen=True)
 class ServeOptions:
     model: str = "auto"
+    model_config: str | None = None
     device: str = "auto"
     dtype: str = "auto"
     host: str = "127.0.0.1"
@@ -46,6 +49,30 @@ def check_security(opts: ServeOptions) -> None:
             f"--host {opts.host} exposes the server beyond this machine: give --token SECRET "
             "(clients then pass ?token=SECRET), or --insecure to run open on purpose"
         )
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before the (slow) model load so that a taken port or a wrong
+    address fails in a second, with one line; uvicorn then serves on this very socket."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise ServeError(f"--host {host}: cannot resolve this address ({e.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restart without waiting
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise ServeError(f"port {port} on {host} is already in use (another server?); stop it or pick another --port") from None
+        if e.errno == errno.EACCES:
+            raise ServeError(f"no permission to listen on port {port} (ports below 1024 need privileges); pick another --port") from None
+        raise ServeError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def compile_renderer(renderer: "Renderer", loop: "RenderLoop", max_batch: int, cache_dir: Path) -> None:
@@ -86,8 +113,13 @@ def serve(opts: ServeOptions) -> None:
         import torch
 
         torch.set_num_threads(opts.threads)
+    sock = bind(opts.host, opts.port)
     log.info("loading model %s …", opts.model)
-    model = load_model(opts.model, opts.device, opts.dtype)
+    try:
+        model = load_model(opts.model, opts.device, opts.dtype, model_config=opts.model_config)
+    except BaseException:
+        sock.close()
+        raise
     if model.warning:
         for line in (BANNER, f"WARNING: {model.warning}", BANNER):
             log.warning("%s", line)
@@ -106,18 +138,23 @@ def serve(opts: ServeOptions) -> None:
 
     app = create_app(breeder, Security(opts.token, opts.allow_origins), on_shutdown=shutdown)
     shown = "localhost" if opts.host in ("127.0.0.1", "::1") else opts.host
+    port = sock.getsockname()[1]  # --port 0 picks a free one
     log.info(
         "SDXL Breeder on http://%s:%d/ (model %s on %s, %s; data in %s)",
-        shown, opts.port, model.name, model.device, str(model.dtype).replace("torch.", ""), opts.data_dir,
+        shown, port, model.name, model.device, str(model.dtype).replace("torch.", ""), opts.data_dir,
     )
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=opts.host,
-        port=opts.port,
+        port=port,
         log_level=opts.log_level,
         ws_max_size=limits.max_message_bytes,
         ws_ping_interval=20,
         ws_per_message_deflate=False,  # frames are JPEG: deflating them again only costs time
         lifespan="on",
     )
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
     sys.stdout.flush()
