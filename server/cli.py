@@ -62,34 +62,24 @@ def _unit(value: str) -> float:
     return v
 
 
-def _seed(value: str) -> int:
-    try:
-        v = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if not 0 <= v < 2**32:
-        raise argparse.ArgumentTypeError(f"seed {v} must be within [0, 2**32 - 1]")
-    return v
+def _whole(name: str, lo: int, hi: int, shown_hi: str | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number within [lo, hi], else one line naming the range."""
+    def parse(value: str) -> int:
+        try:
+            v = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{name} {v} must be within [{lo}, {shown_hi or hi}]")
+        return v
+
+    parse.__name__ = name  # argparse names the type in some messages
+    return parse
 
 
-def _port(value: str) -> int:
-    try:
-        v = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
-    if not 0 <= v <= 65535:
-        raise argparse.ArgumentTypeError(f"port {v} must be within [0, 65535]")
-    return v
-
-
-def _quality(value: str) -> int:
-    try:
-        v = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if not LIMITS.min_quality <= v <= LIMITS.max_quality:
-        raise argparse.ArgumentTypeError(f"quality {v} must be within [{LIMITS.min_quality}, {LIMITS.max_quality}]")
-    return v
+_seed = _whole("seed", 0, 2**32 - 1, "2**32 - 1")
+_port = _whole("port", 0, 65535)
+_quality = _whole("quality", LIMITS.min_quality, LIMITS.max_quality)
 
 
 # --------------------------------------------------------------------------- render
