@@ -138,7 +138,7 @@ def _serve(args: argparse.Namespace) -> None:
     opts = ServeOptions(
         model=args.model, model_config=args.model_config, device=args.device, dtype=args.dtype, host=args.host, port=args.port,
         max_batch=args.max_batch, data_dir=Path(args.data_dir), token=args.token, insecure=args.insecure,
-        allow_origins=tuple(args.allow_origin or ()), log_level="debug" if args.verbose else "info",
+        allow_origins=tuple(args.allow_origin or ()), allow_hosts=tuple(args.allow_host or ()), log_level="debug" if args.verbose else "info",
         compile=args.compile, threads=args.threads,
     )
     cluster_only = [f"--{k.replace('_', '-')}" for k in RAY_OPTIONS if getattr(args, k) != _SERVE_DEFAULTS.get(k)]
@@ -173,6 +173,11 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default="data", help="where genomes, thumbnails and walks are kept (default ./data)")
     p.add_argument("--token", help="require this token from clients (?token= or Authorization: Bearer)")
     p.add_argument("--insecure", action="store_true", help="allow a non-loopback --host without a token")
+    p.add_argument(
+        "--allow-host", action="append", metavar="HOST",
+        help="also answer requests addressed to this host name (e.g. breeder.local, *.example.com); "
+        "loopback names and --host are always allowed; repeatable",
+    )
     p.add_argument(
         "--allow-origin", action="append", metavar="ORIGIN",
         help="also accept browser pages from this origin (e.g. http://localhost:5173); repeatable",

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, fields
 from enum import Enum
 from typing import Any, Callable, Literal
 
-from sdxl_breeder.spec import BLEND_MODES, CORNER_NAMES, NOKEN, Corner, Limits
+from sdxl_breeder.spec import BLEND_MODES, CORNER_NAMES, NOKEN, Corner, Limits, is_unicode_text
 
 PROTOCOL_VERSION = 1
 MAX_SEQ = 2**53  # the largest integer a JavaScript number holds exactly
@@ -125,6 +125,8 @@ Check = Callable[[Any, str, Limits], Any]  # (value, path, limits) -> the valid 
 def _show(value: object) -> str:
     """A short rendering of a rejected value, so a 5000-character prompt can't flood the error."""
     text = json.dumps(value, ensure_ascii=False, default=repr)
+    if not is_unicode_text(text):  # a lone surrogate: show it escaped, so the error itself can be sent
+        text = json.dumps(value, default=repr)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -178,8 +180,8 @@ def _list(value: object, path: str, length: int, what: str, item: Check, limits:
 def parse_prompt(value: object, limits: Limits = Limits(), field: str = "prompt") -> str:
     """A prompt: a string with some non-whitespace, at most `max_prompt_chars` characters."""
     n = limits.max_prompt_chars
-    if not isinstance(value, str) or not value.strip() or len(value) > n:
-        raise _bad(field, f"a non-blank string of at most {n} characters", value, ErrorCode.BAD_PROMPT)
+    if not isinstance(value, str) or not value.strip() or len(value) > n or not is_unicode_text(value):
+        raise _bad(field, f"a non-blank string of Unicode text of at most {n} characters", value, ErrorCode.BAD_PROMPT)
     return value
 
 
@@ -196,7 +198,7 @@ _GENOME: Check = lambda v, p, _: parse_genome_id(v, p)
 
 def _template(value: object, path: str, limits: Limits) -> str:
     n = limits.max_prompt_chars
-    if not isinstance(value, str) or value.count(NOKEN) != 1 or len(value) > n:
+    if not isinstance(value, str) or value.count(NOKEN) != 1 or len(value) > n or not is_unicode_text(value):
         raise _bad(path, f'null or a string with one "{NOKEN}", at most {n} characters', value, ErrorCode.BAD_TEMPLATE)
     return value
 

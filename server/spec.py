@@ -15,6 +15,16 @@ CORNER_NAMES = ("top-left", "top-right", "bottom-left", "bottom-right")
 MAX_SEED = 2**32 - 1  # seeds are ints in [0, MAX_SEED] (what torch.Generator.manual_seed takes)
 
 
+def is_unicode_text(text: str) -> bool:
+    """Whether `text` can be written as UTF-8: JSON's "\\ud800" decodes to a lone surrogate,
+    which no tokenizer, database or file takes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Limits:
     """Every limit the server enforces; sent to clients as `hello.limits` and `/api/config`."""
@@ -30,7 +40,10 @@ class Limits:
     max_mutation: float = 2.0
     max_json_depth: int = 6
     max_batch: int = 8
-    max_record_points: int = 36000
+    max_record_points: int = 36000  # points in a recorded or posted walk
+    max_body_bytes: int = 4 * 1024 * 1024  # a REST request body (a long walk file is ~1 MiB); over it: 413
+    max_fps: float = 120.0  # frames per second of a walk path or video
+    max_video_frames: int = 3600  # frames one GET /api/walks/{id}/video.mp4 may render; over it: 413
 
     def to_json(self) -> dict[str, int | float]:
         return asdict(self)

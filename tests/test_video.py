@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import av
@@ -11,7 +10,7 @@ import pytest
 from PIL import Image
 
 from sdxl_breeder.walks.video import (
-    VIDEO_FORMATS, VideoWriter, adjusted_size, encode_mp4_bytes, format_for_path, probe,
+    VIDEO_FORMATS, VideoWriter, adjusted_size, format_for_path, probe,
     read_video_frames,
 )
 
@@ -193,20 +192,6 @@ def test_failed_or_empty_renders_leave_no_file(tmp_path: Path) -> None:
             writer.write(make_frames(1, 64, 64)[0])
             raise RuntimeError("model crashed")
     assert list(tmp_path.iterdir()) == []
-
-
-def test_encode_mp4_bytes() -> None:
-    frames = make_frames(5, 64, 48)
-    data = encode_mp4_bytes(frames, 10)
-    assert data[4:8] == b"ftyp"
-    with av.open(io.BytesIO(data)) as container:
-        stream = container.streams.video[0]
-        assert stream.codec_context.name == "h264"
-        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
-    assert len(decoded) == 5
-    assert all(mean_abs_error(a, b) <= 6.0 for a, b in zip(frames, decoded))
-    with pytest.raises(ValueError, match="no frames"):
-        encode_mp4_bytes([], 10)
 
 
 def test_reading_a_missing_or_broken_video_is_a_clear_error(tmp_path: Path) -> None:

@@ -58,7 +58,8 @@ class BenchServer:
     def __init__(self, renderer: Any, loop: Any, max_batch: int, warning: str | None, ws_deflate: bool = False) -> None:
         import uvicorn
 
-        from sdxl_breeder.web.app import Security, create_app
+        from sdxl_breeder.web.app import create_app
+        from sdxl_breeder.web.security import Security
         from sdxl_breeder.protocol import Limits
         from sdxl_breeder.web.service import Breeder
         from sdxl_breeder.store import Store

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
 from sdxl_breeder.files import atomic_path
-from sdxl_breeder.spec import BLEND_MODES, LIMITS, MAX_SEED, NOKEN, FrameSettings
+from sdxl_breeder.spec import BLEND_MODES, LIMITS, MAX_SEED, NOKEN, FrameSettings, is_unicode_text
 
 WALK_FORMAT = "sdxl-breeder-walk"
 WALK_VERSION = 1
-MAX_WALK_FRAMES = 36000  # 10 minutes at 60 fps
-MAX_FPS = 120.0
+MAX_WALK_FRAMES = LIMITS.max_record_points  # points of a walk, frames of a path: 10 minutes at 60 fps
+MAX_FPS = LIMITS.max_fps
 PATH_KINDS = ("line", "polyline", "circle", "lissajous", "spline", "random")
 _GENOME_RE = re.compile(r"[0-9a-f]{16}")
 _FIELDS = ("format", "version", "corners", "template", "blend", "seed", "corner_seeds",
@@ -33,6 +33,10 @@ Point = tuple[float, float]
 
 class WalkError(ValueError):
     """A walk or path request is invalid; the message is shown to users as one line."""
+
+
+class WalkTooLong(WalkError):
+    """A walk or path would have more frames than a limit allows."""
 
 
 class WalkPoint(NamedTuple):
@@ -67,9 +71,9 @@ def frame_count(seconds: float, fps: float) -> int:
         raise WalkError(f"seconds must be a positive number, got {seconds!r}")
     if not 0 < _num(fps, "fps") <= MAX_FPS:
         raise WalkError(f"fps must be within (0, {MAX_FPS:g}], got {fps!r}")
-    if (n := round(seconds * fps)) > MAX_WALK_FRAMES:
-        raise WalkError(f"{seconds:g} s at {fps:g} fps is {n} frames; limit {MAX_WALK_FRAMES}")
-    return max(n, 1)  # a very short walk is still one frame, never an empty video
+    if (frames := seconds * fps) > MAX_WALK_FRAMES:  # compared as a float: 1e308 s must not overflow round()
+        raise WalkTooLong(f"{seconds:g} s at {fps:g} fps is {frames:.0f} frames; limit {MAX_WALK_FRAMES}")
+    return max(round(frames), 1)  # a very short walk is still one frame, never an empty video
 
 
 def _keypoint(p: Any, name: str) -> Point:
@@ -359,6 +363,8 @@ def _int(v: Any, name: str, lo: int, hi: int, multiple: int = 1) -> int:
 def _text(v: Any, name: str) -> str:
     if not isinstance(v, str) or not v.strip():
         raise WalkError(f"{name} must be a non-empty string, got {v!r}")
+    if not is_unicode_text(v):
+        raise WalkError(f"{name} is not valid Unicode text (it holds a lone surrogate)")
     if len(v) > LIMITS.max_prompt_chars:
         raise WalkError(f"{name} is {len(v)} characters; the limit is {LIMITS.max_prompt_chars}")
     return v

@@ -14,7 +14,7 @@ import tempfile
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Iterable
+from typing import Any
 
 import av
 import numpy as np
@@ -282,20 +282,3 @@ def probe(path: str | os.PathLike[str]) -> dict[str, Any]:
                 "fps": float(rate) if rate else None, "codec": cc.name, "pix_fmt": cc.pix_fmt}
     finally:
         container.close()
-
-
-def encode_mp4_bytes(frames: Iterable[Frame], fps: float) -> bytes:
-    """Encode frames (all one size) to an in-memory H.264 MP4, e.g. for an HTTP response."""
-    it = iter(frames)
-    first = next(it, None)
-    if first is None:
-        raise ValueError("cannot encode a video with no frames")
-    h, w = _as_rgb(first, 0).shape[:2]
-    # faststart rewrites the file after encoding, so go through a real file
-    with tempfile.TemporaryDirectory(prefix="sdxl-breeder-video-") as tmp:
-        out = Path(tmp) / "walk.mp4"
-        with VideoWriter(out, fps, w, h) as writer:
-            writer.write(first)
-            for frame in it:
-                writer.write(frame)
-        return out.read_bytes()

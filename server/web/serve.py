@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import socket
@@ -17,6 +18,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("sdxl_breeder")
 
 BANNER = "!" * 78
+HEAD_LIMIT_BYTES = 16 * 1024  # request line + headers
+IDLE_TIMEOUT_S = 5  # an idle keep-alive connection
+HEAD_TIMEOUT_S = 10  # to send a request's line and headers
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class ServeOptions:
     token: str | None = None
     insecure: bool = False
     allow_origins: tuple[str, ...] = ()
+    allow_hosts: tuple[str, ...] = ()
     log_level: str = "info"
     compile: bool = False
     threads: int | None = None
@@ -42,8 +47,12 @@ class ServeError(RuntimeError):
 
 
 def check_security(opts: ServeOptions) -> None:
-    from sdxl_breeder.web.app import is_loopback
+    from sdxl_breeder.web.security import is_loopback
 
+    if opts.token is not None and not opts.token.strip():
+        raise ServeError("--token must not be empty (an empty token would let anyone in)")
+    if any(not h.strip() for h in opts.allow_hosts):
+        raise ServeError("--allow-host needs a host name, e.g. --allow-host breeder.local")
     if not is_loopback(opts.host) and opts.token is None and not opts.insecure:
         raise ServeError(
             f"--host {opts.host} exposes the server beyond this machine: give --token SECRET "
@@ -93,10 +102,57 @@ def compile_renderer(renderer: "Renderer", loop: "RenderLoop", max_batch: int, c
         log.info("torch.compile: ready in %.1f s%s, batch buckets %s", report.seconds, cached, ",".join(map(str, report.buckets)))
 
 
+def http_protocol() -> type:
+    """uvicorn's h11 protocol with a deadline for request heads.
+
+    uvicorn times out idle keep-alive connections, but not one that connects and then sends its
+    request line and headers a byte at a time (or never): each connection gets HEAD_TIMEOUT_S to
+    finish a request head, whatever trickles in meanwhile.
+    """
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeadDeadlineH11(H11Protocol):
+        _deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()  # the next request on this connection gets its own deadline
+
+        def handle_events(self) -> None:
+            scope = self.scope
+            super().handle_events()
+            if self.scope is not scope and self._deadline is not None:  # a head arrived (a request or an upgrade)
+                self._deadline.cancel()
+                self._deadline = None
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+            self._deadline = self.loop.call_later(HEAD_TIMEOUT_S, self._expire)
+
+        def _expire(self) -> None:
+            self._deadline = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+    return HeadDeadlineH11
+
+
 def serve(opts: ServeOptions) -> None:
     import uvicorn
 
-    from sdxl_breeder.web.app import Security, create_app
+    from sdxl_breeder.web.app import create_app
+    from sdxl_breeder.web.security import Security, redact_access_log
     from sdxl_breeder.engine.loop import RenderLoop
     from sdxl_breeder.model.loading import load_model
     from sdxl_breeder.protocol import Limits
@@ -136,7 +192,10 @@ def serve(opts: ServeOptions) -> None:
         loop.stop()
         store.close()
 
-    app = create_app(breeder, Security(opts.token, opts.allow_origins), on_shutdown=shutdown)
+    security = Security.for_bind(opts.host, opts.token, opts.allow_hosts, opts.allow_origins)
+    if "*" in security.allowed_hosts:
+        log.info("bound to every interface: any Host header is accepted (give --allow-host to name the ones served)")
+    app = create_app(breeder, security, on_shutdown=shutdown)
     shown = "localhost" if opts.host in ("127.0.0.1", "::1") else opts.host
     port = sock.getsockname()[1]  # --port 0 picks a free one
     log.info(
@@ -152,7 +211,12 @@ def serve(opts: ServeOptions) -> None:
         ws_ping_interval=20,
         ws_per_message_deflate=False,  # frames are JPEG: deflating them again only costs time
         lifespan="on",
+        # h11 caps an incomplete request's head; idle and half-sent heads are closed after a timeout
+        http=http_protocol(),
+        h11_max_incomplete_event_size=HEAD_LIMIT_BYTES,
+        timeout_keep_alive=IDLE_TIMEOUT_S,
     )
+    redact_access_log()  # after Config: it (re)configures uvicorn's loggers
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:

@@ -1,25 +1,33 @@
-"""What the server does, independent of HTTP: corners → scenes, breeding, keeping, thumbnails.
+"""What the server does, independent of HTTP: genomes, scenes, breeding, keeping, walks, health.
 
-Shared by the websocket endpoint and the REST routes. Anything that touches the model runs on the
-render thread through `RenderLoop.run`; store access runs in worker threads.
+Shared by the websocket endpoint and the REST routes, and the only user of the store and the render
+loop. Anything that touches the model runs on the render thread through `RenderLoop.run`; store
+access runs in worker threads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import CollectorRegistry
 
 from sdxl_breeder.engine.loop import FrameJob, RenderLoop, encode_image
 from sdxl_breeder.model.genome import Genome, GenomeError, breed, textual_inversion_bytes
-from sdxl_breeder.protocol import Corner, ErrorCode, Limits, ProtocolError
+from sdxl_breeder.protocol import PROTOCOL_VERSION, Corner, ErrorCode, Limits, ProtocolError
 from sdxl_breeder.model.renderer import Renderer
 from sdxl_breeder.model.scene import Scene, SceneError
 from sdxl_breeder.spec import FrameSettings
 from sdxl_breeder.store import NotFound, Store
+from sdxl_breeder.walks.paths import Walk, WalkError, WalkPoint, WalkTooLong
+from sdxl_breeder.walks.render import walk_video
 
 log = logging.getLogger("sdxl_breeder.service")
 
@@ -41,9 +49,29 @@ class Breeder:
         self.limits = limits
         self.warning = warning
 
+        self.metrics_registry = CollectorRegistry()
+        self.metrics_registry.register(loop.metrics.registry)  # type: ignore[arg-type]  # a registry is a collector
+        for collector in (ProcessCollector, PlatformCollector, GCCollector):
+            collector(registry=self.metrics_registry)
+
     @property
     def model_name(self) -> str:
         return self.renderer.name
+
+    # ------------------------------------------------------------------ service
+    def health(self) -> dict[str, Any]:
+        ok = self.loop.error is None
+        return {"status": "ok" if ok else "failed", "model": self.model_name,
+                "sessions": self.loop.session_count(), "warning": self.warning}
+
+    def config(self) -> dict[str, Any]:
+        return {"model": self.model_name, "warning": self.warning, "limits": self.limits.to_json(), "version": PROTOCOL_VERSION}
+
+    def metrics(self, accept: str | None) -> tuple[bytes, str]:
+        """The loop's metrics and the process's and Python's, as Prometheus text or, when `accept`
+        asks for it, OpenMetrics."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.metrics_registry), content_type
 
     # ------------------------------------------------------------------ genomes
     async def genome_for_prompt(self, prompt: str) -> Genome:
@@ -62,6 +90,25 @@ class Breeder:
             raise ProtocolError(ErrorCode.BAD_PROMPT, str(e)) from None
         await asyncio.to_thread(self.store.put_genome, genome)
         return genome
+
+    async def create_genome(self, prompt: str) -> dict[str, Any]:
+        genome = await self.genome_for_prompt(prompt)
+        return await self.genome_info(genome.id)
+
+    async def list_genomes(self, limit: int, offset: int) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.store.list_genomes, limit, offset)
+
+    async def genome_info(self, genome_id: str) -> dict[str, Any]:
+        try:
+            return await asyncio.to_thread(self.store.genome_info, genome_id)
+        except NotFound:
+            raise ProtocolError(ErrorCode.UNKNOWN_GENOME, f"no genome {genome_id}") from None
+
+    async def delete_genome(self, genome_id: str) -> None:
+        try:
+            await asyncio.to_thread(self.store.delete_genome, genome_id)
+        except NotFound:
+            raise ProtocolError(ErrorCode.UNKNOWN_GENOME, f"no genome {genome_id}") from None
 
     async def get_genome(self, genome_id: str) -> Genome:
         try:
@@ -113,6 +160,44 @@ class Breeder:
             raise ProtocolError(ErrorCode.BAD_VALUE, f"genome {genome_id} has no tokens to export")
         return textual_inversion_bytes(genome.noken(), token=f"<{genome_id}>")
 
+    # ------------------------------------------------------------------ walks
+    async def save_walk(self, walk: Walk, source: str) -> dict[str, Any]:
+        """Store a walk whose genome corners all exist."""
+        for gid in walk.genome_ids():
+            await self.get_genome(gid)
+        return await asyncio.to_thread(self.store.put_walk, walk, source=source)
+
+    async def list_walks(self) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.store.list_walks)
+
+    async def get_walk(self, walk_id: str) -> Walk:
+        try:
+            return await asyncio.to_thread(self.store.get_walk, walk_id)
+        except NotFound:
+            raise ProtocolError(ErrorCode.UNKNOWN_WALK, f"no walk {walk_id}") from None
+
+    async def walk_info(self, walk_id: str) -> dict[str, Any]:
+        walk = await self.get_walk(walk_id)
+        try:
+            info = await asyncio.to_thread(self.store.walk_info, walk_id)
+        except NotFound:
+            raise ProtocolError(ErrorCode.UNKNOWN_WALK, f"no walk {walk_id}") from None
+        return {**info, "walk": walk.to_json()}
+
+    async def walk_video(self, walk_id: str, fps: float, width: int | None, height: int | None) -> bytes:
+        """The walk as an H.264 MP4, rendered through the loop beside the live pads."""
+        walk = await self.get_walk(walk_id)
+        with tempfile.TemporaryDirectory(prefix="breeder-video-") as tmp:
+            out = Path(tmp) / "walk.mp4"
+            try:
+                await walk_video(walk, LoopFrames(self), out, fps=fps, width=width, height=height,
+                                 max_frames=self.limits.max_video_frames)
+            except WalkTooLong as e:
+                raise ProtocolError(ErrorCode.TOO_LARGE, f"{e}; one video request renders at most {self.limits.max_video_frames} frames") from None
+            except WalkError as e:
+                raise ProtocolError(ErrorCode.BAD_VALUE, str(e)) from None
+            return await asyncio.to_thread(out.read_bytes)
+
     # ------------------------------------------------------------------ frames
     async def render(self, resolved: Scene, x: float, y: float, settings: FrameSettings) -> np.ndarray:
         job = FrameJob(resolved, x, y, seq=0, settings=settings)
@@ -135,3 +220,20 @@ class Breeder:
         except NotFound:
             pass  # deleted meanwhile: still answer this request
         return jpeg
+
+
+class LoopFrames:
+    """A walk's frames rendered through the server's loop (a walks.render.FrameSource); half a
+    batch at a time, to leave room in each batch for the live pads."""
+
+    def __init__(self, breeder: Breeder) -> None:
+        self.breeder = breeder
+        self.batch = max(1, breeder.loop.max_batch // 2)
+
+    async def prepare(self, walk: Walk, settings: FrameSettings) -> None:
+        corners = [Corner(prompt=c.prompt, genome=c.genome) for c in walk.corners]
+        self.scene = (await self.breeder.scene(corners, walk.template)).scene
+        self.settings = settings
+
+    async def render(self, points: Sequence[WalkPoint]) -> list[np.ndarray]:
+        return list(await asyncio.gather(*(self.breeder.render(self.scene, p.x, p.y, self.settings) for p in points)))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from sdxl_breeder import protocol as p
 from sdxl_breeder.engine.loop import FrameJob, Outbox, Session, frame_message
@@ -108,6 +108,8 @@ class PadSocket:
             try:
                 msg = p.parse_client_message(data, limits)
                 await self.handle(msg)
+            except WebSocketDisconnect:
+                return  # the client left while its message was handled: nothing to answer
             except p.ProtocolError as e:
                 reply = e.to_json()
                 kind = p.message_type(msg) if msg is not None else _claimed_type(data, limits)
@@ -115,6 +117,8 @@ class PadSocket:
                     reply["in_reply_to"] = kind  # lets clients pair errors with requests
                 await self.send_json(reply)
             except Exception as e:  # noqa: BLE001 — never a traceback to a client
+                if self.ws.application_state != WebSocketState.CONNECTED or self.ws.client_state != WebSocketState.CONNECTED:
+                    return  # closed under us (a send raised): a normal disconnect, not a bug
                 log.exception("error handling a message")
                 await self.send_json(p.error_message(p.ErrorCode.INTERNAL, f"internal error ({type(e).__name__})"))
 
@@ -189,7 +193,7 @@ class PadSocket:
                 "points": points,
             }
         )
-        info = await asyncio.to_thread(self.breeder.store.put_walk, walk, source="recording")
+        info = await self.breeder.save_walk(walk, source="recording")
         await self.send_json(p.walk_message(info["id"], info["points"], info["seconds"]))
 
     # ------------------------------------------------------------------ lifetime

@@ -21,6 +21,9 @@ export const Limits = Object.freeze({
   max_json_depth: 6,
   max_batch: 8,
   max_record_points: 36000,
+  max_body_bytes: 4 * 1024 * 1024,
+  max_fps: 120.0,
+  max_video_frames: 3600,
 });
 
 /** The `code` of an error message: stable strings clients may switch on. */
