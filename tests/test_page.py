@@ -47,6 +47,16 @@ def browser() -> Iterator[Any]:
         b.close()
 
 
+def poll(page: Any, expr: str, arg: Any = None, timeout: int = TIMEOUT_MS) -> Any:
+    """Evaluate `expr` until it is truthy; its value."""
+    deadline = time.monotonic() + timeout / 1000
+    while not (value := page.evaluate(expr, arg)):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout} ms for {expr}")
+        page.wait_for_timeout(50)
+    return value
+
+
 class Pad:
     """One open page plus what it logged and what it sent on its websocket."""
 
@@ -69,7 +79,10 @@ class Pad:
         return self.page.evaluate(expr, arg)
 
     def wait(self, expr: str, arg: Any = None, timeout: int = TIMEOUT_MS) -> Any:
-        return self.page.wait_for_function(expr, arg=arg, timeout=timeout).json_value()
+        """Poll `expr` (an expression, or a function of `arg`) until it is truthy; its value.
+        Polled with evaluate: wait_for_function evaluates strings inside the page, which the
+        page's Content-Security-Policy (no 'unsafe-eval') rightly refuses."""
+        return poll(self.page, expr, arg, timeout)
 
     def settled(self) -> None:
         """Wait until the frame for the cursor's current position is on screen (the page sends
@@ -208,7 +221,7 @@ def drag(page: Any, source: Any, target: Any, fx: float = 0.5, fy: float = 0.5) 
     page.mouse.move(sx, sy)
     page.mouse.down()
     page.mouse.move(sx + 15, sy + 15, steps=4)
-    page.wait_for_function("document.body.classList.contains('dragging-genome')")  # the drag began
+    poll(page, "document.body.classList.contains('dragging-genome')")  # the drag began
     page.mouse.move(tx, ty, steps=6)
     deadline = time.monotonic() + TIMEOUT_MS / 1000
     nudge = 0
