@@ -77,7 +77,7 @@ def _whole(name: str, lo: int, hi: int, shown_hi: str | None = None) -> Callable
     return parse
 
 
-_seed = _whole("seed", 0, 2**32 - 1, "2**32 - 1")
+_seed = _whole("seed", 0, LIMITS.max_seed)
 _port = _whole("port", 0, 65535)
 _quality = _whole("quality", LIMITS.min_quality, LIMITS.max_quality)
 
@@ -88,7 +88,8 @@ def _render(args: argparse.Namespace) -> None:
 
     from sdxl_breeder.model.loading import load_model
     from sdxl_breeder.model.renderer import FrameRequest, Renderer
-    from sdxl_breeder.model.scene import Scene
+    from sdxl_breeder.model.scene import scene_from_corners
+    from sdxl_breeder.spec import Corner
 
     out = Path(args.out)
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
@@ -101,8 +102,7 @@ def _render(args: argparse.Namespace) -> None:
         logging.getLogger("sdxl_breeder").warning("%s", model.warning)
     renderer = Renderer(model)
     renderer.check_size(args.width, args.height)
-    template = renderer.template(args.template) if args.template else None
-    scene = Scene(tuple(renderer.genome_from_prompt(p) for p in prompts), template)  # type: ignore[arg-type]
+    scene = scene_from_corners(renderer, [Corner(prompt=p) for p in prompts], args.template or None)
     cond = FrameRequest(scene, args.x, args.y, FrameSettings(blend=args.blend, seed=args.seed, width=args.width, height=args.height))
     frame = renderer.render([cond])[0]
     out.parent.mkdir(parents=True, exist_ok=True)

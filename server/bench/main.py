@@ -114,7 +114,8 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
     from sdxl_breeder.engine.loop import RenderLoop
     from sdxl_breeder.model.loading import load_model
     from sdxl_breeder.model.renderer import Renderer
-    from sdxl_breeder.model.scene import Scene
+    from sdxl_breeder.model.scene import scene_from_corners
+    from sdxl_breeder.spec import Corner
 
     size = opts.resolved_size()
     if opts.seconds <= 0:
@@ -189,7 +190,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         if channels_last:
             on_render_thread(lambda: apply_channels_last(model.pipeline))
             say("[bench] channels_last applied to the UNet and VAE")
-        scene = on_render_thread(lambda: Scene(tuple(renderer.genome_from_prompt(p) for p in PROMPTS)))  # type: ignore[arg-type]
+        scene = on_render_thread(lambda: scene_from_corners(renderer, [Corner(prompt=p) for p in PROMPTS]))
         from sdxl_breeder.model.compiled import compile_renderer, use_eager
 
         info: dict[str, Any] = {"ok": False}

@@ -8,14 +8,17 @@ mix of scenes, positions and blend modes, in batched tensor ops on that device.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from torch import Tensor
 
 from sdxl_breeder.model.blend import bilinear_weights, blend_bilinear, blend_rows, row_weights
 from sdxl_breeder.model.genome import MAX_TOKENS, Genome, GenomeError
-from sdxl_breeder.spec import BLEND_MODES, NOKEN
+from sdxl_breeder.spec import BLEND_MODES, CORNER_NAMES, NOKEN, Corner
+
+if TYPE_CHECKING:
+    from sdxl_breeder.model.renderer import Renderer
 
 
 class SceneError(ValueError):
@@ -176,4 +179,24 @@ class Scene:
         return Genome(embeds=tuple(e.clone() for e in embeds), pool=pool, length=length, prompt=prompt, parents=parents)
 
 
-__all__ = ["GenomeError", "NOKEN", "Scene", "SceneError", "ScenePack", "Template", "blend_packs", "pad_noken", "split_template"]
+def scene_from_corners(renderer: Renderer, corners: Sequence[Corner], template: str | None = None,
+                       known: Sequence[Genome | None] | None = None) -> Scene:
+    """Corners → a scene, the one place: each corner's genome (given in `known`, else its prompt
+    embedded), checked to come from this model, and the template's tokens. Call it where the
+    renderer lives (the render thread, in a server)."""
+    if len(corners) != len(CORNER_NAMES):
+        raise SceneError(f"a scene has 4 corners ({', '.join(CORNER_NAMES)}), got {len(corners)}")
+    given = list(known) if known is not None else [None] * len(corners)
+    genomes = []
+    for name, corner, genome in zip(CORNER_NAMES, corners, given):
+        if genome is None:
+            if corner.prompt is None:
+                raise SceneError(f"the {name} corner names genome {corner.genome}, which is not known")
+            genome = renderer.genome_from_prompt(corner.prompt)
+        renderer.check_genome(genome)  # made with another model → one clear line
+        genomes.append(genome)
+    tpl = renderer.template(template) if template is not None else None
+    return Scene((genomes[0], genomes[1], genomes[2], genomes[3]), tpl)
+
+
+__all__ = ["GenomeError", "NOKEN", "Scene", "SceneError", "ScenePack", "Template", "blend_packs", "pad_noken", "scene_from_corners", "split_template"]

@@ -17,6 +17,7 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
+from sdxl_breeder import spec
 from sdxl_breeder.files import atomic_path
 from sdxl_breeder.spec import BLEND_MODES, LIMITS, MAX_SEED, NOKEN, FrameSettings, is_unicode_text
 
@@ -214,11 +215,9 @@ def resample(points: Sequence[WalkPoint | Sequence[float]], fps: float,
 
 
 @dataclass(frozen=True)
-class Corner:
-    """One pad corner: a prompt, or a genome id (16 lowercase hex chars)."""
-
-    prompt: str | None = None
-    genome: str | None = None
+class Corner(spec.Corner):
+    """A walk file's corner: spec.Corner (a prompt, or a genome id of 16 lowercase hex chars),
+    checked when made and read from CLI text or JSON."""
 
     def __post_init__(self) -> None:
         if (self.prompt is None) == (self.genome is None):

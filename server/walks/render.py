@@ -42,18 +42,10 @@ def _lookup(genomes: GenomeLookup | None, genome_id: str, where: str) -> Genome:
 
 def scene_for_walk(walk: Walk, renderer: Renderer, genomes: GenomeLookup | None = None) -> Scene:
     """The walk's four corners (prompts embedded, genome ids looked up) and template as a Scene."""
-    from sdxl_breeder.model.scene import Scene
+    from sdxl_breeder.model.scene import scene_from_corners
 
-    corners: list[Genome] = []
-    for i, corner in enumerate(walk.corners):
-        if corner.genome is not None:
-            genome = _lookup(genomes, corner.genome, f"corners[{i}]")
-            renderer.check_genome(genome)  # made with another model → one clear line
-        else:
-            genome = renderer.genome_from_prompt(str(corner.prompt))
-        corners.append(genome)
-    template = renderer.template(walk.template) if walk.template is not None else None
-    return Scene((corners[0], corners[1], corners[2], corners[3]), template)
+    known = [None if c.genome is None else _lookup(genomes, c.genome, f"corners[{i}]") for i, c in enumerate(walk.corners)]
+    return scene_from_corners(renderer, walk.corners, walk.template, known)
 
 
 def walk_frames(walk: Walk, fps: float, max_frames: int = MAX_WALK_FRAMES) -> list[WalkPoint]:

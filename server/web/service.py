@@ -23,7 +23,7 @@ from sdxl_breeder.engine.loop import FrameJob, RenderLoop, encode_image
 from sdxl_breeder.model.genome import Genome, GenomeError, breed, textual_inversion_bytes
 from sdxl_breeder.protocol import PROTOCOL_VERSION, Corner, ErrorCode, Limits, ProtocolError
 from sdxl_breeder.model.renderer import Renderer
-from sdxl_breeder.model.scene import Scene, SceneError
+from sdxl_breeder.model.scene import Scene, SceneError, scene_from_corners
 from sdxl_breeder.spec import FrameSettings
 from sdxl_breeder.store import NotFound, Store
 from sdxl_breeder.walks.paths import Walk, WalkError, WalkPoint, WalkTooLong
@@ -128,14 +128,9 @@ class Breeder:
         return await self.genome_for_prompt(corner.prompt)
 
     async def scene(self, corners: Sequence[Corner], template: str | None) -> ResolvedScene:
-        genomes = [await self.resolve_corner(c) for c in corners]
-
-        def build() -> Scene:
-            tpl = self.renderer.template(template) if template is not None else None
-            return Scene(tuple(genomes), tpl)  # type: ignore[arg-type]
-
+        genomes = [await self.resolve_corner(c) for c in corners]  # stored, or embedded and stored
         try:
-            scene = await self.loop.run(build)
+            scene = await self.loop.run(lambda: scene_from_corners(self.renderer, corners, template, genomes))
         except (SceneError, GenomeError) as e:
             code = ErrorCode.BAD_TEMPLATE if template is not None else ErrorCode.BAD_PROMPT
             raise ProtocolError(code, str(e)) from None
@@ -231,8 +226,7 @@ class LoopFrames:
         self.batch = max(1, breeder.loop.max_batch // 2)
 
     async def prepare(self, walk: Walk, settings: FrameSettings) -> None:
-        corners = [Corner(prompt=c.prompt, genome=c.genome) for c in walk.corners]
-        self.scene = (await self.breeder.scene(corners, walk.template)).scene
+        self.scene = (await self.breeder.scene(walk.corners, walk.template)).scene
         self.settings = settings
 
     async def render(self, points: Sequence[WalkPoint]) -> list[np.ndarray]:
