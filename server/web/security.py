@@ -66,8 +66,8 @@ class Security:
     """Who may talk to the server: a token (None: none needed), hosts, extra browser origins."""
 
     token: str | None = None
-    allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS  # names; "*" any, "*.example.com" a domain
     allow_origins: tuple[str, ...] = field(default_factory=tuple)
+    allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS  # names; "*" any, "*.example.com" a domain
 
     def __post_init__(self) -> None:
         if self.token is not None and not self.token:
@@ -83,7 +83,7 @@ class Security:
         else:
             extra = () if bind in WILDCARD_BINDS else (bind,)
             hosts = tuple(dict.fromkeys(h.lower().strip("[]") for h in (*LOOPBACK_HOSTS, *extra, *allow_hosts)))
-        return cls(token, hosts, tuple(allow_origins))
+        return cls(token, tuple(allow_origins), hosts)
 
     def host_ok(self, host_header: str) -> bool:
         parsed = _hostname(host_header)
