@@ -253,6 +253,35 @@ def test_a_request_head_that_never_ends_is_closed(live):
     assert closed and time.monotonic() - start >= HEAD_TIMEOUT_S - 1
 
 
+async def test_the_head_deadline_spares_open_sockets(live):
+    from sdxl_breeder.web.serve import HEAD_TIMEOUT_S
+
+    async with websockets.connect(live.ws, open_timeout=TIMEOUT) as ws:
+        assert json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))["type"] == "hello"
+        await asyncio.sleep(HEAD_TIMEOUT_S + 2)  # a pad left open past the deadline for request heads
+        await ws.send(json.dumps({"type": "move", "x": 0.5, "y": 0.5, "seq": 1}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))["code"] == "no_corners"
+
+
+def test_an_oversized_request_head_is_refused(live):
+    from sdxl_breeder.web.serve import HEAD_LIMIT_BYTES
+
+    s = _raw(live.port)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{live.port}\r\nX-Big: ".encode())
+    sent = 0
+    try:
+        while sent < 4 * HEAD_LIMIT_BYTES and not select.select([s], [], [], 0.05)[0]:  # a slow client's pace
+            s.sendall(b"a" * 4096)
+            sent += 4096
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # refused while we were still sending
+    head = _response(s)
+    s.close()
+    assert head.startswith(b"HTTP/1.1 400"), head[:200]
+    assert sent < 2 * HEAD_LIMIT_BYTES
+
+
 def test_headers_on_the_live_server(live):
     page = httpx.get(live.http + "/")
     assert page.headers["x-content-type-options"] == "nosniff"
