@@ -27,7 +27,7 @@ from sdxl_breeder.model.genome import Genome
 from sdxl_breeder.spec import Corner, FrameSettings
 from sdxl_breeder.web.app import Security, create_app, error
 from sdxl_breeder.web.serve import ServeOptions
-from sdxl_breeder.web.service import ResolvedScene
+from sdxl_breeder.web.service import ResolvedScene, Service
 
 ALIVE_S = 5.0  # a worker that reported within this many seconds counts as up
 
@@ -42,7 +42,7 @@ class FrontMetrics:
         self.sessions = Gauge("breeder_front_sessions", "Open websocket sessions on this front end", registry=self.registry)
 
 
-class ClusterBreeder:
+class ClusterBreeder(Service):
     """The service the routes call (web/service.py's Breeder), answered by the render workers."""
 
     def __init__(self, render: DeploymentHandle, gallery: DeploymentHandle, info: dict[str, Any]) -> None:
@@ -142,7 +142,7 @@ class FrontEnd:
     async def __init__(self, render: DeploymentHandle, gallery: DeploymentHandle, opts: ServeOptions) -> None:
         info = await call(render.info.remote())
         self.breeder = ClusterBreeder(render, gallery, info)
-        self.security = Security(opts.token, opts.allow_origins)
+        self.security = Security.for_bind(opts.host, opts.token, opts.allow_hosts, opts.allow_origins)
 
     def __serve_build_asgi_app__(self) -> Starlette:
         return create_cluster_app(self.breeder, self.security)

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from starlette.datastructures import Headers, MutableHeaders, QueryParams
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -92,11 +93,11 @@ class Security:
         name = parsed[0]
         return any(h == "*" or h == name or (h.startswith("*.") and name.endswith(h[1:])) for h in self.allowed_hosts)
 
-    def token_ok(self, headers: Headers, query: QueryParams) -> bool:
+    def token_ok(self, conn: HTTPConnection) -> bool:
         if self.token is None:
             return True
-        given = query.get("token")
-        auth = headers.get("authorization", "")
+        given = conn.query_params.get("token")
+        auth = conn.headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
             given = auth[7:].strip()
         return given is not None and hmac.compare_digest(given.encode(), self.token.encode())
@@ -129,7 +130,7 @@ class Security:
         if not self.host_ok(host):
             return 403, f"host {host[:60]!r} is not one this server is served as (see --allow-host)"
         path = scope["path"]
-        if needs_token(path) and not self.token_ok(headers, QueryParams(scope["query_string"])):
+        if needs_token(path) and not self.token_ok(HTTPConnection(scope)):
             return 401, TOKEN_HINT
         if scope["type"] == "websocket" or scope["method"] not in SAFE_METHODS:
             if not self.origin_ok(headers.get("origin"), host, scope.get("scheme", "http")):

@@ -41,7 +41,92 @@ class ResolvedScene:
     template: str | None
 
 
-class Breeder:
+class Service:
+    """What the routes ask of the store, in terms of a few model-side methods; a cluster's front
+    end shares it (cluster/front.py), answering those methods from its workers."""
+
+    store: Store
+    limits: Limits
+    model_name: str
+    warning: str | None
+
+    async def genome_for_prompt(self, prompt: str) -> Genome:
+        raise NotImplementedError
+
+    async def get_genome(self, genome_id: str) -> Genome:
+        raise NotImplementedError
+
+    async def scene(self, corners: Sequence[Corner], template: str | None) -> ResolvedScene:
+        raise NotImplementedError
+
+    async def render(self, resolved: Any, x: float, y: float, settings: FrameSettings) -> np.ndarray:
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        return {"model": self.model_name, "warning": self.warning, "limits": self.limits.to_json(), "version": PROTOCOL_VERSION}
+
+    # ------------------------------------------------------------------ genomes
+    async def create_genome(self, prompt: str) -> dict[str, Any]:
+        genome = await self.genome_for_prompt(prompt)
+        return await self.genome_info(genome.id)
+
+    async def list_genomes(self, limit: int, offset: int) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.store.list_genomes, limit, offset)
+
+    async def genome_info(self, genome_id: str) -> dict[str, Any]:
+        try:
+            return await asyncio.to_thread(self.store.genome_info, genome_id)
+        except NotFound:
+            raise ProtocolError(ErrorCode.UNKNOWN_GENOME, f"no genome {genome_id}") from None
+
+    async def delete_genome(self, genome_id: str) -> None:
+        try:
+            await asyncio.to_thread(self.store.delete_genome, genome_id)
+        except NotFound:
+            raise ProtocolError(ErrorCode.UNKNOWN_GENOME, f"no genome {genome_id}") from None
+
+    # ------------------------------------------------------------------ walks
+    async def save_walk(self, walk: Walk, source: str) -> dict[str, Any]:
+        """Store a walk whose genome corners all exist."""
+        for gid in walk.genome_ids():
+            await self.get_genome(gid)
+        return await asyncio.to_thread(self.store.put_walk, walk, source=source)
+
+    async def list_walks(self) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.store.list_walks)
+
+    async def get_walk(self, walk_id: str) -> Walk:
+        try:
+            return await asyncio.to_thread(self.store.get_walk, walk_id)
+        except NotFound:
+            raise ProtocolError(ErrorCode.UNKNOWN_WALK, f"no walk {walk_id}") from None
+
+    async def walk_info(self, walk_id: str) -> dict[str, Any]:
+        walk = await self.get_walk(walk_id)
+        try:
+            info = await asyncio.to_thread(self.store.walk_info, walk_id)
+        except NotFound:
+            raise ProtocolError(ErrorCode.UNKNOWN_WALK, f"no walk {walk_id}") from None
+        return {**info, "walk": walk.to_json()}
+
+    async def walk_video(self, walk_id: str, fps: float, width: int | None, height: int | None) -> bytes:
+        """The walk as an H.264 MP4, rendered through the loop beside the live pads."""
+        walk = await self.get_walk(walk_id)
+        with tempfile.TemporaryDirectory(prefix="breeder-video-") as tmp:
+            out = Path(tmp) / "walk.mp4"
+            try:
+                await walk_video(walk, LoopFrames(self), out, fps=fps, width=width, height=height,
+                                 max_frames=self.limits.max_video_frames)
+            except WalkTooLong as e:
+                raise ProtocolError(ErrorCode.TOO_LARGE, f"{e}; one video request renders at most {self.limits.max_video_frames} frames") from None
+            except WalkError as e:
+                raise ProtocolError(ErrorCode.BAD_VALUE, str(e)) from None
+            return await asyncio.to_thread(out.read_bytes)
+
+
+class Breeder(Service):
+    """The service of one server: its renderer, render loop and store."""
+
     def __init__(self, renderer: Renderer, loop: RenderLoop, store: Store, limits: Limits, warning: str | None = None) -> None:
         self.renderer = renderer
         self.loop = loop
@@ -63,9 +148,6 @@ class Breeder:
         ok = self.loop.error is None
         return {"status": "ok" if ok else "failed", "model": self.model_name,
                 "sessions": self.loop.session_count(), "warning": self.warning}
-
-    def config(self) -> dict[str, Any]:
-        return {"model": self.model_name, "warning": self.warning, "limits": self.limits.to_json(), "version": PROTOCOL_VERSION}
 
     def metrics(self, accept: str | None) -> tuple[bytes, str]:
         """The loop's metrics and the process's and Python's, as Prometheus text or, when `accept`
@@ -90,25 +172,6 @@ class Breeder:
             raise ProtocolError(ErrorCode.BAD_PROMPT, str(e)) from None
         await asyncio.to_thread(self.store.put_genome, genome)
         return genome
-
-    async def create_genome(self, prompt: str) -> dict[str, Any]:
-        genome = await self.genome_for_prompt(prompt)
-        return await self.genome_info(genome.id)
-
-    async def list_genomes(self, limit: int, offset: int) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(self.store.list_genomes, limit, offset)
-
-    async def genome_info(self, genome_id: str) -> dict[str, Any]:
-        try:
-            return await asyncio.to_thread(self.store.genome_info, genome_id)
-        except NotFound:
-            raise ProtocolError(ErrorCode.UNKNOWN_GENOME, f"no genome {genome_id}") from None
-
-    async def delete_genome(self, genome_id: str) -> None:
-        try:
-            await asyncio.to_thread(self.store.delete_genome, genome_id)
-        except NotFound:
-            raise ProtocolError(ErrorCode.UNKNOWN_GENOME, f"no genome {genome_id}") from None
 
     async def get_genome(self, genome_id: str) -> Genome:
         try:
@@ -155,44 +218,6 @@ class Breeder:
             raise ProtocolError(ErrorCode.BAD_VALUE, f"genome {genome_id} has no tokens to export")
         return textual_inversion_bytes(genome.noken(), token=f"<{genome_id}>")
 
-    # ------------------------------------------------------------------ walks
-    async def save_walk(self, walk: Walk, source: str) -> dict[str, Any]:
-        """Store a walk whose genome corners all exist."""
-        for gid in walk.genome_ids():
-            await self.get_genome(gid)
-        return await asyncio.to_thread(self.store.put_walk, walk, source=source)
-
-    async def list_walks(self) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(self.store.list_walks)
-
-    async def get_walk(self, walk_id: str) -> Walk:
-        try:
-            return await asyncio.to_thread(self.store.get_walk, walk_id)
-        except NotFound:
-            raise ProtocolError(ErrorCode.UNKNOWN_WALK, f"no walk {walk_id}") from None
-
-    async def walk_info(self, walk_id: str) -> dict[str, Any]:
-        walk = await self.get_walk(walk_id)
-        try:
-            info = await asyncio.to_thread(self.store.walk_info, walk_id)
-        except NotFound:
-            raise ProtocolError(ErrorCode.UNKNOWN_WALK, f"no walk {walk_id}") from None
-        return {**info, "walk": walk.to_json()}
-
-    async def walk_video(self, walk_id: str, fps: float, width: int | None, height: int | None) -> bytes:
-        """The walk as an H.264 MP4, rendered through the loop beside the live pads."""
-        walk = await self.get_walk(walk_id)
-        with tempfile.TemporaryDirectory(prefix="breeder-video-") as tmp:
-            out = Path(tmp) / "walk.mp4"
-            try:
-                await walk_video(walk, LoopFrames(self), out, fps=fps, width=width, height=height,
-                                 max_frames=self.limits.max_video_frames)
-            except WalkTooLong as e:
-                raise ProtocolError(ErrorCode.TOO_LARGE, f"{e}; one video request renders at most {self.limits.max_video_frames} frames") from None
-            except WalkError as e:
-                raise ProtocolError(ErrorCode.BAD_VALUE, str(e)) from None
-            return await asyncio.to_thread(out.read_bytes)
-
     # ------------------------------------------------------------------ frames
     async def render(self, resolved: Scene, x: float, y: float, settings: FrameSettings) -> np.ndarray:
         job = FrameJob(resolved, x, y, seq=0, settings=settings)
@@ -221,9 +246,9 @@ class LoopFrames:
     """A walk's frames rendered through the server's loop (a walks.render.FrameSource); half a
     batch at a time, to leave room in each batch for the live pads."""
 
-    def __init__(self, breeder: Breeder) -> None:
+    def __init__(self, breeder: Service) -> None:
         self.breeder = breeder
-        self.batch = max(1, breeder.loop.max_batch // 2)
+        self.batch = max(1, breeder.limits.max_batch // 2)
 
     async def prepare(self, walk: Walk, settings: FrameSettings) -> None:
         self.scene = (await self.breeder.scene(walk.corners, walk.template)).scene
