@@ -235,3 +235,20 @@ def test_stage_clock_times_each_stage(tiny_model, scene):
     r.render([FrameRequest(scene, 0.5, 0.5, FrameSettings(width=64, height=64))] * 2)
     assert set(r.clock.last) == set(STAGES)
     assert all(ms >= 0 for ms in r.clock.last.values()) and r.clock.last["unet"] > 0
+
+
+def test_compiled_stage_failing_at_render_time_falls_back(tiny_model, scene):
+    """A compiled stage that raises while rendering (a new shape, a runtime error) costs that
+    call a retry, not the frame: the renderer goes eager and answers."""
+    from sdxl_breeder.model.renderer import Renderer
+
+    r = Renderer(tiny_model)
+    frame = FrameRequest(scene, 0.4, 0.6, FrameSettings(seed=2, width=64, height=64))
+    before = r.render([frame])[0]
+
+    def broken(*args):
+        raise RuntimeError("graph broke")
+
+    r.decode_fn, r.buckets = broken, (1, 2)
+    assert np.array_equal(r.render([frame])[0], before)
+    assert r.buckets is None and r.decode_fn == r.decode_eager

@@ -82,11 +82,7 @@ def cache_key(renderer: Renderer, mode: str, backend: str, buckets: tuple[int, .
 
 def use_eager(renderer: Renderer) -> None:
     """Back to the uncompiled stages (and no padding)."""
-    renderer.encode_fn = renderer.encode_eager
-    renderer.denoise_fn = renderer.denoise_eager
-    renderer.decode_fn = renderer.decode_eager
-    renderer.buckets = None
-    renderer.cudagraphs = False
+    renderer.use_eager()
 
 
 def compile_renderer(
@@ -99,17 +95,22 @@ def compile_renderer(
     backend: Any = "inductor",
     mode: str | None = None,
     warmups: int = WARMUPS,
+    buckets: tuple[int, ...] | None = None,
 ) -> CompileReport:
     """Compile the renderer's stages and warm every bucket at one frame size, on the calling
     thread (the render thread). On any failure it returns a report with `ok=False` and the
-    renderer eager, as it was. Other frame sizes compile when first rendered."""
+    renderer eager, as it was. Other frame sizes compile when first rendered. `buckets` replaces
+    the default ones (every bucket up to `max_batch`): fewer buckets compile sooner, and a batch
+    is padded up to the next one."""
     import torch._dynamo as dynamo
 
     size = (width or 512, height or width or 512)
     cuda = renderer.device.type == "cuda"
     if mode is None:
         mode = "reduce-overhead" if cuda and backend == "inductor" else "default"
-    buckets = buckets_for(max_batch)
+    buckets = tuple(sorted(set(buckets))) if buckets else buckets_for(max_batch)
+    if buckets[0] < 1:
+        raise ValueError("batch buckets must be positive")
     name = backend if isinstance(backend, str) else getattr(backend, "__name__", "custom")
     report = CompileReport(ok=False, mode=mode, backend=name, buckets=buckets, size=size)
     started = time.perf_counter()
@@ -129,6 +130,7 @@ def compile_renderer(
     options: dict[str, Any] = {"backend": backend, "dynamic": False}
     if backend == "inductor":
         options["mode"] = mode
+    renderer.compile_error = None
     for encoder in renderer.encoders:
         drop_output_capture_hooks(encoder)  # left by any stock forward; they would split the graph
     try:
@@ -144,12 +146,14 @@ def compile_renderer(
             t = time.perf_counter()
             for _ in range(warmups):
                 renderer.render(frames)
+                if renderer.buckets is None:  # the renderer hit an error and went eager
+                    raise RuntimeError(renderer.compile_error or "compiled rendering failed")
             report.warmup_s[str(b)] = round(time.perf_counter() - t, 3)
             log.info("torch.compile: batch %d at %d×%d ready (%.1f s)", b, size[0], size[1], report.warmup_s[str(b)])
     except Exception as e:  # noqa: BLE001 — compiling is an optimisation: fall back, loudly
+        report.error = renderer.compile_error if renderer.buckets is None and renderer.compile_error else _first_line(e)
         use_eager(renderer)
         dynamo.reset()
-        report.error = _first_line(e)
         report.seconds = round(time.perf_counter() - started, 3)
         log.warning("torch.compile failed (%s); rendering uncompiled", report.error)
         return report

@@ -105,6 +105,7 @@ class Renderer:
         self.decode_fn: Callable[[Tensor], Tensor] = self.decode_eager
         self.buckets: tuple[int, ...] | None = None  # batch sizes to pad to (set when compiled)
         self.cudagraphs = False
+        self.compile_error: str | None = None  # why compiled rendering last fell back to eager
         self.clock = StageClock(self.device)
 
     @property
@@ -312,8 +313,27 @@ class Renderer:
         self.check_size(width, height)
         out: list[np.ndarray] = []
         for part in self._padded(frames):
-            out.extend(self._render_batch(part, height, width)[: len(frames) - len(out)])
+            try:
+                images = self._render_batch(part, height, width)
+            except Exception as e:
+                if self.buckets is None:
+                    raise
+                # Compiled code failed on a new shape or at run time: never take the server down.
+                cause = getattr(e, "inner_exception", None) or e  # dynamo wraps a backend's error
+                self.compile_error = f"{type(cause).__name__}: {str(cause).strip()[:300]}"
+                log.warning("compiled render failed (%s); rendering uncompiled from now on", self.compile_error)
+                self.use_eager()
+                return self.render(frames)
+            out.extend(images[: len(frames) - len(out)])
         return out
+
+    def use_eager(self) -> None:
+        """Back to the uncompiled stages (and no batch padding)."""
+        self.encode_fn = self.encode_eager
+        self.denoise_fn = self.denoise_eager
+        self.decode_fn = self.decode_eager
+        self.buckets = None
+        self.cudagraphs = False
 
     def _render_batch(self, frames: list[FrameRequest], height: int, width: int) -> np.ndarray:
         clock = self.clock
