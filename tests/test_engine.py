@@ -115,3 +115,33 @@ def test_closed_sessions_get_nothing(renderer, scene):
         assert rec.frames == [] and loop.session_count() == 0
     finally:
         loop.stop()
+
+
+def test_a_frame_of_another_size_is_served_among_many_busy_sessions(renderer, scene):
+    """20 sessions at 64² always pending and one at 128²: the 128² one is served within a bound."""
+    loop = RenderLoop(renderer, max_batch=8)
+    batches: list[int] = []
+    big = Recorder()
+    sessions: list[Session] = []
+
+    def busy(i: int):
+        def deliver(job, frame, batch, ms, error):
+            if i == 0:
+                batches.append(batch)
+            loop.submit(sessions[i], job)  # wants another frame at once
+
+        return deliver
+
+    sessions.append(loop.open(Session(busy(0))))
+    big_session = loop.open(Session(big.deliver))  # second in line, behind a busy session
+    sessions.extend(loop.open(Session(busy(i))) for i in range(1, 20))
+    for i, s in enumerate(sessions):
+        loop.submit(s, FrameJob(scene, i / 20, 0.5, i, SMALL))
+    loop.submit(big_session, FrameJob(scene, 0.5, 0.5, 1, FrameSettings(width=128, height=64)))
+    loop.start()
+    try:
+        with big.cond:
+            big.cond.wait_for(lambda: big.frames or len(batches) >= 12, 120)
+        assert big.frames, f"the 128-wide session got no frame while session 0 got {len(batches)}"
+    finally:
+        loop.stop()
