@@ -123,8 +123,15 @@ async def test_eight_clients_are_rendered_in_batches(server):
             batches.append(header.batch)
         return batches
 
+    batches_before = server.metric("breeder_batch_size_count")
     results = await asyncio.gather(*(fly(c, k) for k, c in enumerate(clients)))
-    assert max(max(b) for b in results) > 1
+    batches = server.metric("breeder_batch_size_count") - batches_before
+    sizes = [b for r in results for b in r]
+    assert max(sizes) <= 8
+    # Clients that each wait for their frame reply together: most frames share a batch, and the
+    # 64 frames took well under 64 batches (one frame each would be 64).
+    assert sum(b > 1 for b in sizes) > len(sizes) / 2, sizes
+    assert batches <= len(sizes) / 2, f"{batches:g} batches for {len(sizes)} frames"
     for c in clients:
         await c.close()
 

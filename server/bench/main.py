@@ -42,6 +42,7 @@ from sdxl_breeder.bench.clients import PROMPTS, BenchError, BenchServer, _r, run
 from sdxl_breeder.bench.render import (  # noqa: E402
     CpuMeter, NaiveBench, RendererBench, apply_channels_last, machine_info,
 )
+from sdxl_breeder.engine.trace import Span  # noqa: E402
 
 JSON_VERSION = 1
 ROUNDS = 3  # naive and renderer slices alternate this many times (when they can)
@@ -245,18 +246,17 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
 
         # 4. end to end
         stamps: dict[tuple[int, int], tuple[float, float]] = {}
-        render_batch = loop._render
 
-        def timed_render(batch: list[Any]) -> None:
-            # Bench instrumentation only: when each job's batch started, for the latency breakdown.
-            start = time.perf_counter()
-            for _, job in batch:
-                stamps[(job.settings.seed, job.seq)] = (job.received, start)
-            render_batch(batch)
+        def on_span(span: Span) -> None:
+            # The loop's trace hook: when each job arrived and when its batch started (the
+            # latency breakdown). Clients use their index as the seed, so (seed, seq) is a frame.
+            if span.name == "queue":
+                (job,) = span.jobs
+                stamps[(job.settings.seed, job.seq)] = (span.start, span.end)
 
-        loop._render = timed_render  # type: ignore[method-assign]
         e2e = []
         with contextlib.ExitStack() as stack:
+            stack.enter_context(loop.traced(on_span))
             if opts.server is not None:
                 uri = opts.server
                 say(f"[bench] end to end: the running server at {uri} …")

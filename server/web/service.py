@@ -19,7 +19,7 @@ from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
-from sdxl_breeder.engine.loop import FrameJob, RenderLoop, encode_image
+from sdxl_breeder.engine.loop import FrameJob, RenderLoop, Session, encode_image
 from sdxl_breeder.model.genome import Genome, GenomeError, breed, textual_inversion_bytes
 from sdxl_breeder.protocol import PROTOCOL_VERSION, Corner, ErrorCode, Limits, ProtocolError
 from sdxl_breeder.model.renderer import Renderer
@@ -219,6 +219,10 @@ class Breeder(Service):
         return textual_inversion_bytes(genome.noken(), token=f"<{genome_id}>")
 
     # ------------------------------------------------------------------ frames
+    def open_session(self) -> Session:
+        """A pad's session with the render loop (close it when the pad goes)."""
+        return self.loop.open_session()
+
     async def render(self, resolved: Scene, x: float, y: float, settings: FrameSettings) -> np.ndarray:
         job = FrameJob(resolved, x, y, seq=0, settings=settings)
         try:

@@ -1,8 +1,8 @@
 """The websocket endpoint: one pad session per socket (protocol v1, docs/protocol.md).
 
 A receiver and a sender run side by side; when one ends the other is cancelled, and `finally`
-always closes the render-loop session. The receiver only writes state; the sender only reads the
-one-frame outbox.
+always closes the render-loop session. The receiver only submits wanted frames; the sender awaits
+the session's newest result and turns it into a binary frame message (or an error).
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from sdxl_breeder import protocol as p
-from sdxl_breeder.engine.loop import FrameJob, Outbox, Session, frame_message
+from sdxl_breeder.engine.loop import FrameJob, FrameOutput, LoopStopped, RenderFailure
 from sdxl_breeder.model.scene import Scene
 from sdxl_breeder.spec import FrameSettings
 from sdxl_breeder.web.service import Breeder
@@ -50,33 +49,23 @@ def _claimed_type(data: str | bytes, limits: p.Limits) -> str | None:
     return kind if kind in p.MESSAGE_TYPES else None
 
 
+def frame_message(out: FrameOutput) -> bytes:
+    """A rendered frame as the binary frame message: header fields from the job it answers."""
+    job, st = out.job, out.job.settings
+    header = p.FrameHeader(
+        seq=job.seq, x=job.x, y=job.y, seed=st.seed, width=st.width, height=st.height,
+        render_ms=round(out.render_ms, 2), batch=out.batch,
+    )
+    return p.encode_frame(header, out.jpeg)
+
+
 class PadSocket:
     def __init__(self, ws: WebSocket, breeder: Breeder) -> None:
         self.ws = ws
         self.breeder = breeder
         self.state = PadState()
-        self.outbox = Outbox(on_replace=breeder.loop.metrics.dropped.inc)
         self._send_lock = asyncio.Lock()
-        loop = asyncio.get_running_loop()
-        jpeg = breeder.loop.jpeg_pool
-
-        def deliver(job: FrameJob, frame: np.ndarray | None, batch: int, ms: float, error: str | None) -> None:
-            # Called on the render thread: encode on the JPEG pool, then hand to the event loop.
-            if error is not None:
-                msg = p.error_message(p.ErrorCode.RENDER_FAILED, error)
-                loop.call_soon_threadsafe(self.outbox.put, (job, json.dumps(msg)))
-                return
-
-            def encode() -> None:
-                data = frame_message(job, frame, batch, ms)  # type: ignore[arg-type]
-                loop.call_soon_threadsafe(self.outbox.put, (job, data))
-
-            try:
-                jpeg.submit(encode)
-            except RuntimeError:
-                pass  # shutting down
-
-        self.session = Session(deliver)
+        self.session = breeder.open_session()
 
     # ------------------------------------------------------------------ sending
     async def send_json(self, msg: dict[str, Any]) -> None:
@@ -84,15 +73,14 @@ class PadSocket:
             await self.ws.send_text(json.dumps(msg))
 
     async def sender(self) -> None:
-        e2e = self.breeder.loop.metrics.e2e
         while True:
-            job, data = await self.outbox.get()
-            async with self._send_lock:
-                if isinstance(data, bytes):
-                    await self.ws.send_bytes(data)
-                    e2e.observe(time.perf_counter() - job.received)
-                else:
-                    await self.ws.send_text(data)
+            out = await self.session.next()
+            if isinstance(out, FrameOutput):
+                async with self._send_lock:
+                    await self.ws.send_bytes(frame_message(out))
+                self.session.sent(out)
+            elif isinstance(out, RenderFailure):
+                await self.send_json(p.error_message(p.ErrorCode.RENDER_FAILED, out.message))
 
     # ------------------------------------------------------------------ receiving
     async def receiver(self) -> None:
@@ -125,7 +113,10 @@ class PadSocket:
     def _want_frame(self) -> None:
         s = self.state
         if s.scene is not None:
-            self.breeder.loop.submit(self.session, FrameJob(s.scene, s.x, s.y, s.seq, s.settings))
+            try:
+                self.session.submit(FrameJob(s.scene, s.x, s.y, s.seq, s.settings))
+            except LoopStopped as e:
+                raise p.ProtocolError(p.ErrorCode.RENDER_FAILED, str(e)) from None
 
     async def handle(self, msg: p.ClientMessage) -> None:
         s = self.state
@@ -198,7 +189,6 @@ class PadSocket:
 
     # ------------------------------------------------------------------ lifetime
     async def run(self) -> None:
-        self.breeder.loop.open(self.session)
         try:
             await self.send_json(p.hello(self.breeder.model_name, self.breeder.limits, self.breeder.warning))
             tasks = [asyncio.create_task(self.receiver()), asyncio.create_task(self.sender())]
@@ -212,4 +202,4 @@ class PadSocket:
         except WebSocketDisconnect:
             pass
         finally:
-            self.breeder.loop.close(self.session)
+            self.session.close()

@@ -1,0 +1,138 @@
+"""The output stage: rendered uint8 frames → JPEG on a worker pool → each session's one-slot outbox.
+
+The render thread hands every batch's results here and goes straight back to rendering. A pad's
+frame is JPEG-encoded on a small thread pool and becomes a `FrameOutput`; a one-shot session (a
+REST render, a video's frame) gets the `RenderedFrame` itself; a `RenderFailure` goes as it is.
+Each lands in the session's `Outbox` on the session's event loop: one slot, the newest result
+replaces an unsent one, so a client that stops reading costs one frame, never a queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import io
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Union
+
+import numpy as np
+from PIL import Image
+
+from sdxl_breeder.engine.executor import RenderedFrame, RenderFailure, RenderResult
+from sdxl_breeder.engine.metrics import Metrics
+from sdxl_breeder.engine.scheduler import FrameJob
+from sdxl_breeder.engine.trace import Tracers
+
+log = logging.getLogger("sdxl_breeder.engine")
+
+
+def encode_image(frame: np.ndarray, fmt: str = "jpeg", quality: int = 80) -> bytes:
+    buf = io.BytesIO()
+    if fmt == "png":
+        Image.fromarray(frame).save(buf, format="PNG")
+    else:
+        Image.fromarray(frame).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class FrameOutput:
+    """A pad's frame, ready to send: the job it answers, how it was rendered, and its JPEG."""
+
+    session_id: int
+    job: FrameJob
+    batch: int
+    render_ms: float
+    jpeg: bytes
+    ready: float  # time.perf_counter() when the JPEG was done
+
+
+Output = Union[FrameOutput, RenderedFrame, RenderFailure]
+
+
+class Outbox:
+    """One slot, newest wins, read on one event loop; results are put from any thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, metrics: Metrics) -> None:
+        self._loop = loop
+        self._metrics = metrics
+        self._item: Output | None = None
+        self._event = asyncio.Event()
+
+    def put_threadsafe(self, item: Output) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._put, item)
+        except RuntimeError:
+            pass  # the event loop has closed: nobody is reading any more
+
+    def _put(self, item: Output) -> None:
+        if isinstance(self._item, FrameOutput):
+            self._metrics.dropped.inc()
+        self._item = item
+        self._event.set()
+
+    async def get(self) -> Output:
+        while self._item is None:
+            self._event.clear()
+            await self._event.wait()
+        item, self._item = self._item, None
+        return item
+
+
+class OutputProcessor:
+    """Routes the render thread's results to the sessions' outboxes, by session id."""
+
+    def __init__(self, metrics: Metrics, tracers: Tracers, jpeg_workers: int = 2) -> None:
+        self._metrics = metrics
+        self._tracers = tracers
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=jpeg_workers, thread_name_prefix="jpeg")
+        self._lock = threading.Lock()
+        self._outboxes: dict[int, tuple[Outbox, bool]] = {}  # id → (outbox, encode as JPEG)
+
+    def register(self, session_id: int, outbox: Outbox, *, jpeg: bool) -> None:
+        with self._lock:
+            self._outboxes[session_id] = (outbox, jpeg)
+
+    def unregister(self, session_id: int) -> None:
+        with self._lock:
+            self._outboxes.pop(session_id, None)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def process(self, results: list[RenderResult]) -> None:
+        """On the render thread: send each result on its way; a closed session's is dropped."""
+        for result in results:
+            with self._lock:
+                target = self._outboxes.get(result.session_id)
+            if target is None:
+                continue
+            outbox, jpeg = target
+            if isinstance(result, RenderedFrame) and jpeg:
+                try:
+                    self._pool.submit(self._encode, result, outbox)
+                except RuntimeError:
+                    return  # shutting down
+            else:
+                outbox.put_threadsafe(result)
+
+    def _encode(self, result: RenderedFrame, outbox: Outbox) -> None:
+        start = time.perf_counter()
+        try:
+            data = encode_image(result.frame, "jpeg", result.job.settings.quality)
+        except Exception as e:  # noqa: BLE001 — the client hears of it; the pool goes on
+            log.exception("JPEG encoding failed")
+            outbox.put_threadsafe(RenderFailure(result.session_id, result.job, f"encoding failed: {type(e).__name__}: {e}"))
+            return
+        ready = time.perf_counter()
+        self._tracers.emit("encode", start, ready, (result.job,))
+        outbox.put_threadsafe(FrameOutput(result.session_id, result.job, result.batch, result.render_ms, data, ready))
+
+    def sent(self, output: FrameOutput) -> None:
+        """The socket took `output`: its latency from the move's arrival is measured here."""
+        now = time.perf_counter()
+        self._metrics.e2e.observe(now - output.job.received)
+        self._tracers.emit("send", output.ready, now, (output.job,))
