@@ -56,6 +56,19 @@ def make(renderer, sink, max_batch: int = 4, tracers: Tracers | None = None) -> 
     return Executor(renderer, Scheduler(max_batch), sink, metrics, tracers or Tracers()), metrics
 
 
+def make_busy(renderer, max_batch: int) -> tuple[Executor, Sink]:
+    """An executor whose sessions want another frame as soon as one is rendered."""
+    ex: Executor
+
+    def again(results):
+        for r in results:
+            ex.submit(r.session_id, r.job)
+
+    sink = Sink(then=again)
+    ex, _ = make(renderer, sink, max_batch=max_batch)
+    return ex, sink
+
+
 def test_latest_state_wins(renderer, scene):
     sink = Sink()
     ex, metrics = make(renderer, sink)
@@ -76,14 +89,7 @@ def test_latest_state_wins(renderer, scene):
 def test_busy_sessions_are_served_in_turn(renderer, scene):
     """5 sessions that always want a frame share batches of 2: served in turn, none more than
     one frame ahead of another (counted after the loop has stopped)."""
-    ex: Executor
-
-    def again(results):
-        for r in results:
-            ex.submit(r.session_id, r.job)
-
-    sink = Sink(then=again)
-    ex, _ = make(renderer, sink, max_batch=2)
+    ex, sink = make_busy(renderer, max_batch=2)
     for sid in range(5):
         ex.add(sid, one_shot=False)
         ex.submit(sid, FrameJob(scene, sid / 4, 0.5, sid, SMALL))
@@ -100,14 +106,7 @@ def test_busy_sessions_are_served_in_turn(renderer, scene):
 def test_a_frame_of_another_size_is_served_among_busy_sessions(renderer, scene):
     """Issue 12 item 2, live: 20 sessions at 64² always wanting a frame, and one at 128×64 second
     in line. It used to get no frame at all; now it is served in the second batch."""
-    ex: Executor
-
-    def again(results):
-        for r in results:
-            ex.submit(r.session_id, r.job)
-
-    sink = Sink(then=again)
-    ex, _ = make(renderer, sink, max_batch=8)
+    ex, sink = make_busy(renderer, max_batch=8)
     order = [0, "wide", *range(1, 20)]
     for sid in order:
         ex.add(-1 if sid == "wide" else sid, one_shot=False)

@@ -23,4 +23,3 @@ class Metrics:
             buckets=(0.01, 0.02, 0.04, 0.08, 0.15, 0.3, 0.6, 1.2, 2.5, 5, 10, 30), registry=r,
         )
         self.sessions = Gauge("breeder_sessions", "Open websocket sessions", registry=r)
-
