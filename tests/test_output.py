@@ -44,8 +44,8 @@ async def from_render_thread(fn) -> None:
 
 async def test_a_pad_gets_its_frame_as_jpeg_with_what_the_header_needs():
     out, _ = stage()
-    box = Outbox(asyncio.get_running_loop(), Metrics())
-    out.register(1, box, jpeg=True)
+    box = Outbox()
+    out.register(1, asyncio.get_running_loop(), box, jpeg=True)
     try:
         await from_render_thread(lambda: out.process([frame(5, quality=95)]))
         got = await asyncio.wait_for(box.get(), TIMEOUT)
@@ -61,8 +61,8 @@ async def test_a_pad_gets_its_frame_as_jpeg_with_what_the_header_needs():
 
 async def test_quality_is_the_sessions_setting():
     out, _ = stage()
-    box = Outbox(asyncio.get_running_loop(), Metrics())
-    out.register(1, box, jpeg=True)
+    box = Outbox()
+    out.register(1, asyncio.get_running_loop(), box, jpeg=True)
     sizes = []
     try:
         for q in (20, 95):
@@ -73,16 +73,15 @@ async def test_quality_is_the_sessions_setting():
     assert sizes[0] < sizes[1]
 
 
-async def test_newest_wins_and_replaced_frames_are_counted():
+async def test_newest_wins_and_replaced_results_are_counted():
     metrics = Metrics()
-    box = Outbox(asyncio.get_running_loop(), metrics)
+    box = Outbox(on_replace=metrics.dropped.inc)
     for seq in range(5):
-        box.put_threadsafe(FrameOutput(1, job(seq), 1, 1.0, b"jpeg", 0.0))
+        box.put(FrameOutput(1, job(seq), 1, 1.0, b"jpeg", 0.0))
     got = await asyncio.wait_for(box.get(), TIMEOUT)
     assert got.job.seq == 4
     assert metrics.dropped._value.get() == 4
-    box.put_threadsafe(RenderFailure(1, job(5), "nope"))  # a failure replaces nothing: not a drop
-    box.put_threadsafe(FrameOutput(1, job(6), 1, 1.0, b"jpeg", 0.0))
+    box.put(FrameOutput(1, job(6), 1, 1.0, b"jpeg", 0.0))  # an empty slot: nothing replaced
     assert (await asyncio.wait_for(box.get(), TIMEOUT)).job.seq == 6
     assert metrics.dropped._value.get() == 4
 
@@ -90,10 +89,10 @@ async def test_newest_wins_and_replaced_frames_are_counted():
 async def test_one_shots_get_the_array_failures_pass_and_closed_sessions_get_nothing():
     out, _ = stage()
     loop = asyncio.get_running_loop()
-    pad, one_shot, gone = Outbox(loop, Metrics()), Outbox(loop, Metrics()), Outbox(loop, Metrics())
-    out.register(1, pad, jpeg=True)
-    out.register(2, one_shot, jpeg=False)
-    out.register(3, gone, jpeg=True)
+    pad, one_shot, gone = Outbox(), Outbox(), Outbox()
+    out.register(1, loop, pad, jpeg=True)
+    out.register(2, loop, one_shot, jpeg=False)
+    out.register(3, loop, gone, jpeg=True)
     out.unregister(3)
     try:
         results = [RenderFailure(1, job(1), "render failed: boom"), frame(2, session_id=2), frame(3, session_id=3)]
@@ -114,8 +113,8 @@ async def test_sent_frames_are_timed_and_traced():
     tracers = Tracers()
     tracers.add(spans.append)
     out, metrics = stage(tracers)
-    box = Outbox(asyncio.get_running_loop(), metrics)
-    out.register(1, box, jpeg=True)
+    box = Outbox()
+    out.register(1, asyncio.get_running_loop(), box, jpeg=True)
     try:
         await from_render_thread(lambda: out.process([frame(7)]))
         got = await asyncio.wait_for(box.get(), TIMEOUT)

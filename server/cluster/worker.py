@@ -27,11 +27,12 @@ from ray.serve.handle import DeploymentHandle
 
 from sdxl_breeder import protocol as p
 from sdxl_breeder.cluster.gallery import GalleryClient
-from sdxl_breeder.engine.loop import FrameJob, Outbox, RenderLoop, Session, encode_image
+from sdxl_breeder.engine.loop import FrameJob, FrameOutput, LoopStopped, Outbox, RenderFailure, RenderLoop
 from sdxl_breeder.model.genome import Genome
 from sdxl_breeder.model.scene import Scene
 from sdxl_breeder.spec import Corner, FrameSettings
 from sdxl_breeder.web.serve import ServeOptions
+from sdxl_breeder.web.ws import frame_message
 
 log = logging.getLogger("sdxl_breeder.cluster")
 
@@ -60,34 +61,24 @@ class Want:
 
 
 class WorkerSession:
-    """A pad session on this worker: frames are JPEG-encoded here, header and all, and wait in a
-    one-frame outbox (newest wins) for the session's stream to take them."""
+    """A pad session on this worker: its frames become frame messages here, header and all, and
+    wait in a one-frame outbox (newest wins) for the session's stream to take them; errors for
+    the pad (a failed render, a deleted corner genome) wait there too, as JSON text."""
 
     def __init__(self, worker: str, loop: RenderLoop) -> None:
         self.outbox = Outbox()
-        event_loop = asyncio.get_running_loop()
-        extra = {"worker": worker}
+        self.session = loop.open_session()
+        self._extra = {"worker": worker}
 
-        def deliver(job: FrameJob, frame: np.ndarray | None, batch: int, ms: float, error: str | None) -> None:
-            # Called on the render thread: encode on the JPEG pool, then hand to the event loop.
-            if error is not None:
-                msg = json.dumps(p.error_message(p.ErrorCode.RENDER_FAILED, error))
-                event_loop.call_soon_threadsafe(self.outbox.put, msg)
-                return
-
-            def encode() -> None:
-                s = job.settings
-                header = p.FrameHeader(seq=job.seq, x=job.x, y=job.y, seed=s.seed, width=s.width, height=s.height,
-                                       render_ms=round(ms, 2), batch=batch)
-                data = p.encode_frame(header, encode_image(frame, "jpeg", s.quality), extra)  # type: ignore[arg-type]
-                event_loop.call_soon_threadsafe(self.outbox.put, data)
-
-            try:
-                loop.jpeg_pool.submit(encode)
-            except RuntimeError:
-                pass  # shutting down
-
-        self.session = Session(deliver)
+    async def pump(self) -> None:
+        """Move the loop session's results into the outbox, as the front end will send them."""
+        while True:
+            out = await self.session.next()
+            if isinstance(out, FrameOutput):
+                self.outbox.put(frame_message(out, self._extra))
+                self.session.sent(out)
+            elif isinstance(out, RenderFailure):
+                self.outbox.put(json.dumps(p.error_message(p.ErrorCode.RENDER_FAILED, out.message)))
 
 
 class RenderWorker:
@@ -130,7 +121,7 @@ class RenderWorker:
             raise p.ProtocolError(p.ErrorCode.TOO_LARGE, f"render worker {self.worker} has {len(self.sessions)} pad "
                                   "sessions, its limit (serve --sessions-per-replica)")
         ws = WorkerSession(self.worker, self.loop)
-        self.loop.open(ws.session)
+        pump = asyncio.create_task(ws.pump())
         self.sessions[key] = ws
         try:
             yield self.worker
@@ -138,7 +129,8 @@ class RenderWorker:
                 yield await ws.outbox.get()
         finally:
             self.sessions.pop(key, None)
-            self.loop.close(ws.session)
+            pump.cancel()
+            ws.session.close()
 
     async def move(self, key: str, want: Want, *, worker: str) -> bool:
         """The session's newest wanted frame (latest wins); False if the session is not here."""
@@ -150,7 +142,10 @@ class RenderWorker:
         except p.ProtocolError as e:  # a corner genome deleted meanwhile, say
             ws.outbox.put(json.dumps(e.to_json()))
             return True
-        self.loop.submit(ws.session, FrameJob(scene, want.x, want.y, want.seq, want.settings))
+        try:
+            ws.session.submit(FrameJob(scene, want.x, want.y, want.seq, want.settings))
+        except LoopStopped as e:
+            ws.outbox.put(json.dumps(p.error_message(p.ErrorCode.RENDER_FAILED, str(e))))
         return True
 
     # ------------------------------------------------------------------ stateless (any worker)

@@ -29,7 +29,8 @@ from sdxl_breeder.engine.trace import Tracer, Tracers
 from sdxl_breeder.model.renderer import Renderer
 
 __all__ = [
-    "FrameJob", "FrameOutput", "LoopStopped", "RenderFailure", "RenderLoop", "RenderedFrame", "Session", "encode_image",
+    "FrameJob", "FrameOutput", "LoopStopped", "Outbox", "RenderFailure", "RenderLoop", "RenderedFrame", "Session",
+    "encode_image",
 ]
 
 T = TypeVar("T")
@@ -119,8 +120,8 @@ class RenderLoop:
         JPEG-encoded; a `one_shot` session (a REST render, a video's frame) gets the uint8 array
         and is not counted as a pad."""
         session_id = next(self._ids)
-        outbox = Outbox(asyncio.get_running_loop(), self.metrics)
-        self._output.register(session_id, outbox, jpeg=not one_shot)
+        outbox = Outbox(on_replace=None if one_shot else self.metrics.dropped.inc)
+        self._output.register(session_id, asyncio.get_running_loop(), outbox, jpeg=not one_shot)
         self._executor.add(session_id, one_shot=one_shot)
         return Session(session_id, self._executor, self._output, outbox, one_shot)
 

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Union
+from typing import Any, Callable, Union
 
 import numpy as np
 from PIL import Image
@@ -54,32 +54,39 @@ Output = Union[FrameOutput, RenderedFrame, RenderFailure]
 
 
 class Outbox:
-    """One slot, newest wins, read on one event loop; results are put from any thread."""
+    """One slot, newest wins; put and read on one event loop (the output stage puts through
+    `call_soon_threadsafe`)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, metrics: Metrics) -> None:
-        self._loop = loop
-        self._metrics = metrics
-        self._item: Output | None = None
+    def __init__(self, on_replace: Callable[[], None] | None = None) -> None:
+        self._item: Any = None
         self._event = asyncio.Event()
+        self._on_replace = on_replace
 
-    def put_threadsafe(self, item: Output) -> None:
-        try:
-            self._loop.call_soon_threadsafe(self._put, item)
-        except RuntimeError:
-            pass  # the event loop has closed: nobody is reading any more
-
-    def _put(self, item: Output) -> None:
-        if isinstance(self._item, FrameOutput):
-            self._metrics.dropped.inc()
+    def put(self, item: Any) -> None:
+        if self._item is not None and self._on_replace is not None:
+            self._on_replace()
         self._item = item
         self._event.set()
 
-    async def get(self) -> Output:
+    async def get(self) -> Any:
         while self._item is None:
             self._event.clear()
             await self._event.wait()
         item, self._item = self._item, None
         return item
+
+
+class _Target:
+    """Where one session's results go: its outbox, on its event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, outbox: Outbox, jpeg: bool) -> None:
+        self.loop, self.outbox, self.jpeg = loop, outbox, jpeg
+
+    def put(self, item: Output) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.outbox.put, item)
+        except RuntimeError:
+            pass  # the event loop has closed: nobody is reading any more
 
 
 class OutputProcessor:
@@ -90,15 +97,16 @@ class OutputProcessor:
         self._tracers = tracers
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=jpeg_workers, thread_name_prefix="jpeg")
         self._lock = threading.Lock()
-        self._outboxes: dict[int, tuple[Outbox, bool]] = {}  # id → (outbox, encode as JPEG)
+        self._targets: dict[int, _Target] = {}
 
-    def register(self, session_id: int, outbox: Outbox, *, jpeg: bool) -> None:
+    def register(self, session_id: int, loop: asyncio.AbstractEventLoop, outbox: Outbox, *, jpeg: bool) -> None:
+        """Results for `session_id` go to `outbox`, read on `loop`; frames as JPEG if `jpeg`."""
         with self._lock:
-            self._outboxes[session_id] = (outbox, jpeg)
+            self._targets[session_id] = _Target(loop, outbox, jpeg)
 
     def unregister(self, session_id: int) -> None:
         with self._lock:
-            self._outboxes.pop(session_id, None)
+            self._targets.pop(session_id, None)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -107,29 +115,28 @@ class OutputProcessor:
         """On the render thread: send each result on its way; a closed session's is dropped."""
         for result in results:
             with self._lock:
-                target = self._outboxes.get(result.session_id)
+                target = self._targets.get(result.session_id)
             if target is None:
                 continue
-            outbox, jpeg = target
-            if isinstance(result, RenderedFrame) and jpeg:
+            if isinstance(result, RenderedFrame) and target.jpeg:
                 try:
-                    self._pool.submit(self._encode, result, outbox)
+                    self._pool.submit(self._encode, result, target)
                 except RuntimeError:
                     return  # shutting down
             else:
-                outbox.put_threadsafe(result)
+                target.put(result)
 
-    def _encode(self, result: RenderedFrame, outbox: Outbox) -> None:
+    def _encode(self, result: RenderedFrame, target: _Target) -> None:
         start = time.perf_counter()
         try:
             data = encode_image(result.frame, "jpeg", result.job.settings.quality)
         except Exception as e:  # noqa: BLE001 — the client hears of it; the pool goes on
             log.exception("JPEG encoding failed")
-            outbox.put_threadsafe(RenderFailure(result.session_id, result.job, f"encoding failed: {type(e).__name__}: {e}"))
+            target.put(RenderFailure(result.session_id, result.job, f"encoding failed: {type(e).__name__}: {e}"))
             return
         ready = time.perf_counter()
         self._tracers.emit("encode", start, ready, (result.job,))
-        outbox.put_threadsafe(FrameOutput(result.session_id, result.job, result.batch, result.render_ms, data, ready))
+        target.put(FrameOutput(result.session_id, result.job, result.batch, result.render_ms, data, ready))
 
     def sent(self, output: FrameOutput) -> None:
         """The socket took `output`: its latency from the move's arrival is measured here."""

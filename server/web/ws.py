@@ -49,14 +49,15 @@ def _claimed_type(data: str | bytes, limits: p.Limits) -> str | None:
     return kind if kind in p.MESSAGE_TYPES else None
 
 
-def frame_message(out: FrameOutput) -> bytes:
-    """A rendered frame as the binary frame message: header fields from the job it answers."""
+def frame_message(out: FrameOutput, extra: dict[str, Any] | None = None) -> bytes:
+    """A rendered frame as the binary frame message: header fields from the job it answers
+    (and `extra` header fields, e.g. which cluster worker rendered it)."""
     job, st = out.job, out.job.settings
     header = p.FrameHeader(
         seq=job.seq, x=job.x, y=job.y, seed=st.seed, width=st.width, height=st.height,
         render_ms=round(out.render_ms, 2), batch=out.batch,
     )
-    return p.encode_frame(header, out.jpeg)
+    return p.encode_frame(header, out.jpeg, extra)
 
 
 class PadSocket:
