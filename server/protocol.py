@@ -36,6 +36,7 @@ class ErrorCode(str, Enum):
     RENDER_FAILED = "render_failed"
     NOT_RECORDING = "not_recording"
     UNAUTHORIZED = "unauthorized"
+    BUSY = "busy"
     INTERNAL = "internal"
 
 

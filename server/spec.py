@@ -43,6 +43,8 @@ class Limits:
     max_record_points: int = 36000  # points in a recorded or posted walk
     max_body_bytes: int = 4 * 1024 * 1024  # a REST request body (a long walk file is ~1 MiB); over it: 413
     max_fps: float = 120.0  # frames per second of a walk path or video
+    max_video_jobs: int = 2  # walk videos rendering at once (they share the loop with live pads); over it: 429
+    max_video_cache_bytes: int = 1 << 30  # rendered walk videos kept in DATA_DIR/videos; least recently used go first
     max_video_frames: int = 3600  # frames one GET /api/walks/{id}/video.mp4 may render; over it: 413
 
     def to_json(self) -> dict[str, int | float]:

@@ -84,10 +84,16 @@ class VideoCache:
         self.max_bytes, self.max_jobs = max_bytes, max_jobs
         self._jobs: dict[str, VideoJob] = {}
         self._used: dict[str, float] = {}  # key → last use; ETags come from the file, so no touching it
+        try:
+            self._metrics(registry)
+        except ValueError:  # another cache counts into this registry already (the bench builds apps on one loop)
+            self._metrics(CollectorRegistry())
+        self.size.set(sum(f.stat().st_size for f in self.folder.glob("*.mp4")))
+
+    def _metrics(self, registry: CollectorRegistry | None) -> None:
         self.renders = Counter("breeder_video_renders", "Walk videos rendered (a cached video is not rendered again)", registry=registry)
         self.hits = Counter("breeder_video_cache_hits", "Walk video requests served from the cache", registry=registry)
         self.size = Gauge("breeder_video_cache_bytes", "Bytes of rendered walk videos kept", registry=registry)
-        self.size.set(sum(f.stat().st_size for f in self.folder.glob("*.mp4")))
 
     def path(self, spec: VideoSpec) -> Path:
         return self.folder / f"{spec.key}.mp4"

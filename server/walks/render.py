@@ -129,12 +129,14 @@ class FrameSource(Protocol):
 
 async def walk_video(walk: Walk, source: FrameSource, out: str | Path, *, fps: float,
                      width: int | None = None, height: int | None = None,
-                     max_frames: int = MAX_WALK_FRAMES, progress: bool = False) -> dict[str, object]:
+                     max_frames: int = MAX_WALK_FRAMES, progress: bool = False,
+                     frames_done: Callable[[int], None] | None = None) -> dict[str, object]:
     """Render the walk into `out` (.mp4, .gif or a folder of PNGs): the one path from a walk to a
     video, for `render-walk`, `walk` and GET /api/walks/{id}/video.mp4.
 
     Returns {"frames", "path", "note", "width", "height", "fps"}; `note` says how the encoder
     changed the size (odd sizes in MP4), else None. Nothing is written unless the checks pass.
+    `frames_done` hears how many frames are written after each batch (a server's progress).
     """
     from tqdm import tqdm
 
@@ -150,6 +152,8 @@ async def walk_video(walk: Walk, source: FrameSource, out: str | Path, *, fps: f
             for frame in await source.render(points[i:i + source.batch]):
                 await asyncio.to_thread(writer.write, frame)  # encoding must not stall a server's event loop
             bar.update(min(source.batch, len(points) - i))
+            if frames_done is not None:
+                frames_done(writer.frames_written)
     return {"frames": writer.frames_written, "path": str(out), "note": writer.adjustment_note,
             "width": writer.out_width, "height": writer.out_height, "fps": fps}
 

@@ -25,9 +25,11 @@ from starlette.websockets import WebSocket
 from sdxl_breeder import protocol as p
 from sdxl_breeder.engine.loop import encode_image
 from sdxl_breeder.spec import FrameSettings
+from sdxl_breeder.walks.cache import VideoSpec
 from sdxl_breeder.walks.paths import Walk, WalkError
 from sdxl_breeder.web.security import Security, SecurityMiddleware, error_response
 from sdxl_breeder.web.service import Breeder
+from sdxl_breeder.web.videos import WalkVideos
 from sdxl_breeder.web.ws import PadSocket
 
 log = logging.getLogger("sdxl_breeder.app")
@@ -39,6 +41,7 @@ STATUS = {
     p.ErrorCode.UNKNOWN_WALK: 404,
     p.ErrorCode.UNAUTHORIZED: 401,
     p.ErrorCode.TOO_LARGE: 413,
+    p.ErrorCode.BUSY: 429,
     p.ErrorCode.RENDER_FAILED: 500,
     p.ErrorCode.INTERNAL: 500,
 }
@@ -100,6 +103,7 @@ def create_app(
     pad_socket: Callable[[WebSocket, Breeder], PadSocket] = PadSocket,  # a cluster's sessions live elsewhere
 ) -> Starlette:
     limits = breeder.limits
+    videos = WalkVideos(breeder)
 
     # ------------------------------------------------------------------ genomes
     async def create_genome(request: Request) -> Response:
@@ -160,13 +164,18 @@ def create_app(
     async def get_walk(request: Request) -> Response:
         return JSONResponse(await breeder.walk_info(_walk_id(request)))
 
-    async def walk_video(request: Request) -> Response:
+    async def video_spec(request: Request) -> VideoSpec:
         wid = _walk_id(request)
         fps = _query_number(request, "fps", 12.0, 1.0, limits.max_fps)
         width = _query_int(request, "width", 0, limits.min_size, limits.max_size) or None
         height = _query_int(request, "height", 0, limits.min_size, limits.max_size) or None
-        data = await breeder.walk_video(wid, fps, width, height)
-        return Response(data, media_type="video/mp4", headers={"Content-Disposition": f'inline; filename="walk-{wid}.mp4"'})
+        return await videos.spec(wid, fps, width, height)
+
+    async def walk_video(request: Request) -> Response:
+        return await videos.file(await video_spec(request), request.headers)
+
+    async def walk_video_job(request: Request) -> Response:
+        return videos.job(await video_spec(request), start=request.method == "POST")
 
     # ------------------------------------------------------------------ service
     async def healthz(request: Request) -> Response:
@@ -199,7 +208,8 @@ def create_app(
         Route("/api/walks", create_walk, methods=["POST"]),
         Route("/api/walks", list_walks, methods=["GET"]),
         Route("/api/walks/{walk_id}", get_walk),
-        Route("/api/walks/{walk_id}/video.mp4", walk_video),
+        Route("/api/walks/{walk_id}/video.mp4", walk_video),  # GET, and HEAD with it
+        Route("/api/walks/{walk_id}/video", walk_video_job, methods=["GET", "POST"]),
         WebSocketRoute("/ws", websocket),
         Mount("/", StaticFiles(directory=PAGE_DIR, html=True), name="static"),
     ]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,8 +25,7 @@ from sdxl_breeder.model.renderer import Renderer
 from sdxl_breeder.model.scene import Scene, SceneError, scene_from_corners
 from sdxl_breeder.spec import FrameSettings
 from sdxl_breeder.store import NotFound, Store
-from sdxl_breeder.walks.paths import Walk, WalkError, WalkPoint, WalkTooLong
-from sdxl_breeder.walks.render import walk_video
+from sdxl_breeder.walks.paths import Walk, WalkPoint
 
 log = logging.getLogger("sdxl_breeder.service")
 
@@ -109,20 +107,6 @@ class Service:
             raise ProtocolError(ErrorCode.UNKNOWN_WALK, f"no walk {walk_id}") from None
         return {**info, "walk": walk.to_json()}
 
-    async def walk_video(self, walk_id: str, fps: float, width: int | None, height: int | None) -> bytes:
-        """The walk as an H.264 MP4, rendered through the loop beside the live pads."""
-        walk = await self.get_walk(walk_id)
-        with tempfile.TemporaryDirectory(prefix="breeder-video-") as tmp:
-            out = Path(tmp) / "walk.mp4"
-            try:
-                await walk_video(walk, LoopFrames(self), out, fps=fps, width=width, height=height,
-                                 max_frames=self.limits.max_video_frames)
-            except WalkTooLong as e:
-                raise ProtocolError(ErrorCode.TOO_LARGE, f"{e}; one video request renders at most {self.limits.max_video_frames} frames") from None
-            except WalkError as e:
-                raise ProtocolError(ErrorCode.BAD_VALUE, str(e)) from None
-            return await asyncio.to_thread(out.read_bytes)
-
 
 class Breeder(Service):
     """The service of one server: its renderer, render loop and store."""
@@ -142,6 +126,11 @@ class Breeder(Service):
     @property
     def model_name(self) -> str:
         return self.renderer.name
+
+    @property
+    def video_dir(self) -> Path:
+        """Where rendered walk videos are kept (web/videos.py)."""
+        return self.store.data_dir / "videos"
 
     # ------------------------------------------------------------------ service
     def health(self) -> dict[str, Any]:

@@ -23,6 +23,8 @@ export const Limits = Object.freeze({
   max_record_points: 36000,
   max_body_bytes: 4 * 1024 * 1024,
   max_fps: 120.0,
+  max_video_jobs: 2,
+  max_video_cache_bytes: 2 ** 30,
   max_video_frames: 3600,
 });
 
@@ -45,6 +47,7 @@ export const ErrorCode = Object.freeze({
   RENDER_FAILED: "render_failed",
   NOT_RECORDING: "not_recording",
   UNAUTHORIZED: "unauthorized",
+  BUSY: "busy",
   INTERNAL: "internal",
 });
 

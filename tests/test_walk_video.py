@@ -1,0 +1,144 @@
+"""Walk videos served like files: rendered once per (walk, fps, size) into the data dir, then
+answered with HEAD, Range (206) and ETag (304); a render job with progress; a real Chromium
+`<video>` seeks to the middle."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterator
+
+import httpx
+import pytest
+
+from sdxl_breeder.walks.paths import scripted_walk
+from sdxl_breeder.walks.video import probe
+from tests.live import LiveServer
+from tests.page_helpers import LAUNCH_ARGS, find_chromium
+
+TIMEOUT = 300.0
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[LiveServer]:
+    with LiveServer(tmp_path_factory.mktemp("videos") / "data") as live:
+        yield live
+
+
+def store_walk(server: LiveServer, seconds: float = 2.0, seed: int = 0) -> str:
+    walk = scripted_walk("circle", ["a red fox", "a blue whale", "an oak tree", "a city at night"], seconds=seconds,
+                         fps=12, width=64, height=64, seed=seed)
+    r = httpx.post(f"{server.http}/api/walks", json=walk.to_json(), timeout=TIMEOUT)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def renders(server: LiveServer) -> float:
+    return server.metric("breeder_video_renders_total")
+
+
+def test_the_video_renders_once_then_answers_head_range_and_etag(server, tmp_path):
+    wid = store_walk(server)
+    url = f"{server.http}/api/walks/{wid}/video.mp4?fps=12"
+    before = renders(server)
+    full = httpx.get(url, timeout=TIMEOUT)
+    assert full.status_code == 200 and full.headers["content-type"] == "video/mp4"
+    assert full.headers["accept-ranges"] == "bytes" and full.headers["etag"]
+    (tmp_path / "w.mp4").write_bytes(full.content)
+    assert probe(tmp_path / "w.mp4")["frames"] == 24
+    assert renders(server) == before + 1
+
+    head = httpx.head(url, timeout=TIMEOUT)
+    assert head.status_code == 200 and head.content == b""
+    assert int(head.headers["content-length"]) == len(full.content) and head.headers["etag"] == full.headers["etag"]
+
+    part = httpx.get(url, headers={"Range": "bytes=0-99"}, timeout=TIMEOUT)
+    assert part.status_code == 206 and part.content == full.content[:100]
+    assert part.headers["content-range"] == f"bytes 0-99/{len(full.content)}"
+    tail = httpx.get(url, headers={"Range": f"bytes={len(full.content) - 10}-"}, timeout=TIMEOUT)
+    assert tail.status_code == 206 and tail.content == full.content[-10:]
+
+    same = httpx.get(url, headers={"If-None-Match": full.headers["etag"]}, timeout=TIMEOUT)
+    assert same.status_code == 304 and same.content == b""
+    assert httpx.get(url, timeout=TIMEOUT).content == full.content
+    assert renders(server) == before + 1  # none of these rendered again
+    assert server.metric("breeder_video_cache_hits_total") == 4  # HEAD, two ranges, the full file again (304 reads no file)
+
+    # another frame rate is another video, rendered once
+    other = httpx.get(f"{server.http}/api/walks/{wid}/video.mp4?fps=6", timeout=TIMEOUT)
+    assert other.status_code == 200 and other.headers["etag"] != full.headers["etag"]
+    assert renders(server) == before + 2
+
+
+def test_a_render_job_reports_progress_then_the_file(server):
+    wid = store_walk(server, seconds=4.0, seed=1)
+    before = renders(server)
+    started = httpx.post(f"{server.http}/api/walks/{wid}/video?fps=12", timeout=TIMEOUT)
+    assert started.status_code == 202, started.text
+    job = started.json()
+    assert job["status"] == "rendering" and job["frames_total"] == 48
+    assert started.headers["location"] == job["status_url"] == f"/api/walks/{wid}/video?fps=12&width=64&height=64"
+    again = httpx.post(f"{server.http}/api/walks/{wid}/video?fps=12", timeout=TIMEOUT)
+    assert again.status_code == 202  # the same job, not a second render
+    seen = []
+    deadline = time.monotonic() + TIMEOUT
+    while job["status"] == "rendering":
+        assert time.monotonic() < deadline, "the video did not finish"
+        seen.append(job["frames_done"])
+        time.sleep(0.05)
+        job = httpx.get(server.http + job["status_url"], timeout=TIMEOUT).json()
+    assert job["status"] == "done" and job["frames_done"] == 48 and job["error"] is None
+    assert seen == sorted(seen) and all(0 <= n <= 48 for n in seen)
+    video = httpx.get(server.http + job["video_url"], timeout=TIMEOUT)
+    assert video.status_code == 200 and len(video.content) == job["bytes"]
+    assert renders(server) == before + 1
+    # a finished video is "done" straight away, POST or GET
+    assert httpx.post(f"{server.http}/api/walks/{wid}/video?fps=12", timeout=TIMEOUT).json()["status"] == "done"
+
+
+@pytest.mark.parametrize(("query", "status", "code"), [
+    ("fps=0", 400, "bad_value"), ("fps=500", 400, "bad_value"), ("width=100", 400, "bad_value"),
+    ("width=64.5", 400, "bad_value"), ("fps=60", 413, "too_large"),
+])
+def test_bad_video_requests_are_refused_at_the_door(server, query, status, code):
+    wid = store_walk(server, seconds=70.0, seed=2)  # 70 s × 60 fps = 4200 frames: over the limit (3600)
+    before = renders(server)
+    for method in ("GET", "POST"):
+        path = "video.mp4" if method == "GET" else "video"
+        r = httpx.request(method, f"{server.http}/api/walks/{wid}/{path}?{query}", timeout=TIMEOUT)
+        assert r.status_code == status and r.json()["code"] == code, r.text
+    assert httpx.get(f"{server.http}/api/walks/0000000000000000/video.mp4", timeout=TIMEOUT).status_code == 404
+    assert renders(server) == before
+
+
+def test_chromium_video_element_seeks_to_the_middle(server):
+    from playwright import sync_api
+
+    path = find_chromium()
+    if path is None:
+        pytest.skip("no Chromium found (install the Debian `chromium` package or set BREEDER_CHROMIUM)")
+    wid = store_walk(server, seconds=4.0, seed=3)
+    url = f"{server.http}/api/walks/{wid}/video.mp4?fps=12"
+    assert httpx.get(url, timeout=TIMEOUT).status_code == 200  # rendered; the browser reads the file
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, args=LAUNCH_ARGS)
+        try:
+            page = browser.new_page()
+            page.set_content(f'<video id="v" src="{url}" muted preload="auto"></video>')
+            result: dict[str, Any] = page.evaluate("""async () => {
+                const v = document.getElementById('v');
+                if (v.readyState < 1) await new Promise((ok, fail) => {
+                    v.addEventListener('loadedmetadata', ok, {once: true});
+                    v.addEventListener('error', () => fail(new Error('video error ' + (v.error && v.error.code))), {once: true});
+                });
+                const seekable = [v.seekable.start(0), v.seekable.end(0)];
+                const target = v.duration / 2;
+                const seeked = new Promise((ok) => v.addEventListener('seeked', ok, {once: true}));
+                v.currentTime = target;
+                await seeked;
+                return {duration: v.duration, seekable, target, now: v.currentTime, ranges: v.seekable.length};
+            }""")
+        finally:
+            browser.close()
+    assert result["duration"] == pytest.approx(4.0, abs=0.2)
+    assert result["seekable"][0] == 0 and result["seekable"][1] == pytest.approx(result["duration"], abs=0.1)
+    assert result["now"] == pytest.approx(result["target"], abs=0.1)
