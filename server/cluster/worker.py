@@ -95,7 +95,7 @@ class RenderWorker:
         self.worker = serve.get_replica_context().replica_id.unique_id
         if opts.threads is not None:
             torch.set_num_threads(opts.threads)
-        model = load_model(opts.model, opts.device, opts.dtype)
+        model = load_model(opts.model, opts.device, opts.dtype, model_config=opts.model_config)
         self.renderer = Renderer(model)
         self.loop = RenderLoop(self.renderer, max_batch=opts.max_batch)
         self.gallery = gallery
