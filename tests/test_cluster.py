@@ -37,6 +37,11 @@ def test_cluster_options_are_checked_before_anything_starts(capsys):
     assert "--replicas: only with --ray" in capsys.readouterr().err
     assert main(["serve", "--ray", "--replicas", "0"]) == 2
     assert "--replicas must be at least 1" in capsys.readouterr().err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert main(["serve", "--ray", "--model", "tiny", "--port", str(taken.getsockname()[1])]) == 2
+        assert "already in use" in capsys.readouterr().err
     assert main(["bench", "--server", "localhost:8000"]) == 2
     assert "websocket URL" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown argument 'modle'"):

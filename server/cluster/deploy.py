@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from sdxl_breeder.web.serve import ServeError, ServeOptions, check_security
+from sdxl_breeder.web.serve import ServeError, ServeOptions, bind, check_security
 
 log = logging.getLogger("sdxl_breeder.cluster")
 
@@ -142,6 +142,7 @@ def serve_ray(opts: ServeOptions, copts: ClusterOptions) -> None:
         raise ServeError("--max-batch must be within [1, 64]")
     if opts.threads is not None and opts.threads < 1:
         raise ServeError("--threads must be at least 1")
+    bind(opts.host, opts.port).close()  # a taken port or a wrong --host fails now, not after Ray starts
     try:
         import ray
         from ray import serve
