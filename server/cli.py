@@ -214,6 +214,13 @@ def _int_list(value: str) -> tuple[int, ...]:
     return items
 
 
+def _vae_list(value: str) -> tuple[str, ...]:
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not items or any(v not in ("full", "tiny") for v in items) or len(set(items)) != len(items):
+        raise argparse.ArgumentTypeError(f"{value!r}: give full, tiny or full,tiny")
+    return items
+
+
 def _bench(args: argparse.Namespace) -> None:
     from sdxl_breeder.bench.main import BenchError, BenchOptions, main as bench_main
 
@@ -226,7 +233,8 @@ def _bench(args: argparse.Namespace) -> None:
         tiny_vae_path=args.tiny_vae_path, compile=args.compile, channels_last=args.channels_last,
         batches=args.batches, clients=args.clients, seconds=args.seconds, max_batch=args.max_batch,
         ws_deflate=args.ws_deflate, vae_chunk=args.vae_chunk, json_path=Path(args.json) if args.json else None,
-        server=args.server,
+        server=args.server, compile_backend=args.compile_backend, compile_buckets=args.compile_buckets,
+        budget=args.budget, layout_ab=args.layout_ab,
     )
     try:
         bench_main(opts)
@@ -239,14 +247,28 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         "bench",
         help="measure renderer, naive-pipeline and end-to-end frames/s and latency",
         description="Benchmark on this machine: the stock pipeline one frame at a time (the naive "
-        "baseline), the renderer at each batch size, and a real in-process server with N websocket "
-        "clients. Prints a table and writes JSON (docs/benchmarks.md).",
+        "baseline), the renderer at each batch size with its stage breakdown, and a real server with N "
+        "websocket clients (in another process); for each VAE asked for. Prints a table and met/missed "
+        "per target, and writes JSON after every phase (docs/benchmarks.md).",
     )
     _add_model_args(p, default="tiny")
     p.add_argument("--size", type=_size, default=None, help="frame width = height in pixels (default 256 for tiny, 512 otherwise)")
-    p.add_argument("--vae", choices=["full", "tiny"], default="full", help="full: the model's VAE; tiny: AutoencoderTiny (TAESDXL)")
+    p.add_argument(
+        "--vae", type=_vae_list, default=("full",),
+        help="full: the model's VAE; tiny: AutoencoderTiny (TAESDXL); full,tiny: both in one run, the model loaded once",
+    )
     p.add_argument("--tiny-vae-path", help="weights for --vae tiny (e.g. a local madebyollin/taesdxl); default: seeded random")
     p.add_argument("--compile", action="store_true", help="torch.compile the renderer as serve --compile does (slow warm-up, reported apart)")
+    p.add_argument(
+        "--compile-backend", default="inductor", metavar="NAME",
+        help="torch.compile backend for --compile (default inductor; eager or aot_eager check the tracing quickly)",
+    )
+    p.add_argument(
+        "--compile-buckets", type=_int_list, default=None, metavar="LIST",
+        help="batch sizes to compile with --compile (default 1,2,4,8,16 up to the largest batch); batches pad up to the next",
+    )
+    p.add_argument("--budget", type=float, default=None, metavar="SECONDS", help="end the whole run within this many seconds, skipping (and listing) phases that do not fit")
+    p.add_argument("--layout-ab", action="store_true", help="also time the eager renderer at batch 8 with channels_last vs contiguous")
     p.add_argument(
         "--channels-last", action=argparse.BooleanOptionalAction, default=True,
         help="UNet/VAE in channels_last memory format, as serve runs (default on; applied after the naive phase)",
@@ -268,7 +290,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         help="run the end-to-end phase against this running server (e.g. ws://HOST:8000/ws of `serve --ray`) "
         "instead of one in this process; frames from a cluster add frames/s per render worker",
     )
-    p.add_argument("--json", help="write the results here (default bench-MODEL-DEVICE-SIZE-VAE.json)")
+    p.add_argument("--json", help="write the results here, after every phase (default bench-MODEL-DEVICE-SIZE-VAE.json)")
     p.set_defaults(func=_bench)
 
 

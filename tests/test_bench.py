@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from sdxl_breeder.cli import main
+from sdxl_breeder.model.stages import STAGES
 from sdxl_breeder.model.scene import Scene
 from tests.conftest import PROMPTS
 from sdxl_breeder.model.renderer import FrameRequest
@@ -21,51 +22,102 @@ def _positive(value: object) -> bool:
 
 def test_bench_smoke_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    code = main(["bench", "--model", "tiny", "--size", "64", "--batches", "1,2", "--clients", "2", "--seconds", "2", "--json", str(out)])
+    code = main(["bench", "--model", "tiny", "--size", "64", "--batches", "1,2", "--clients", "2", "--seconds", "2",
+                 "--vae", "full,tiny", "--json", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "naive stock pipeline" in printed and "end to end" in printed
+    assert "naive stock pipeline" in printed and "end to end" in printed and "per-frame stages" in printed
+    assert "[bench] target: none applies here" in printed
 
     res = json.loads(out.read_text())
-    for key in ("machine", "config", "warmup_s", "naive", "renderer", "renderer_best", "end_to_end", "ratios"):
+    for key in ("machine", "runs", "targets", "total_s"):
         assert key in res, key
     m = res["machine"]
     for key in ("cpu", "torch", "diffusers", "device", "dtype"):
         assert m[key], key
     assert m["device"] == "cpu" or m["device"].startswith(("cuda", "mps"))
-    assert res["config"]["size"] == 64 and res["config"]["vae"] == "full"
+    # one process, both VAEs: the same model with its own VAE, then with AutoencoderTiny
+    assert [(r["config"]["vae"], r["config"]["vae_class"]) for r in res["runs"]] == [("full", "AutoencoderKL"), ("tiny", "AutoencoderTiny")]
+    assert "skipped" not in res
 
-    assert _positive(res["naive"]["fps"]) and _positive(res["naive"]["ms_per_frame"])
-    assert [r["batch"] for r in res["renderer"]] == [1, 2]
-    for row in res["renderer"]:
-        assert _positive(row["fps"]) and _positive(row["ms_per_batch"]) and row["frames"] >= 2 * row["batch"]
-    assert res["renderer_best"]["batch"] in (1, 2)
+    for run in res["runs"]:
+        assert run["config"]["size"] == 64
+        assert _positive(run["naive"]["fps"]) and _positive(run["naive"]["ms_per_frame"])
+        assert [r["batch"] for r in run["renderer"]] == [1, 2]
+        for row in run["renderer"]:
+            assert _positive(row["fps"]) and _positive(row["ms_per_batch"]) and row["frames"] >= 2 * row["batch"]
+            assert set(row["stages_ms_per_frame_p50"]) == set(STAGES)
+            assert _positive(row["stages_ms_per_frame_p50"]["unet"])
+        assert run["renderer_best"]["batch"] in (1, 2)
 
-    (row,) = res["end_to_end"]
-    assert row["clients"] == 2 and row["errors"] == []
-    assert row["frames"] > 0
-    for key in ("fps", "client_fps_min", "client_fps_mean", "mean_batch"):
-        assert _positive(row[key]), key
-    assert row["client_fps_min"] <= row["client_fps_mean"]
-    assert 1 <= row["mean_batch"] <= 2
-    for key in ("p50", "p95"):
-        assert _positive(row["latency_ms"][key])
-    assert row["latency_ms"]["p50"] <= row["latency_ms"]["p95"]
-    assert _positive(row["render_ms"]["p50"])
-    assert row["overhead_ms"]["p50"] is not None
-    assert set(row["breakdown_ms_p50"]) == {"to_server", "queue", "render", "from_server"}
-    # measured through the loop's trace hook: every part has a value
-    assert all(isinstance(v, (int, float)) for v in row["breakdown_ms_p50"].values()), row["breakdown_ms_p50"]
-    assert row["breakdown_ms_p50"]["queue"] >= 0 and _positive(row["breakdown_ms_p50"]["to_server"])
+        (row,) = run["end_to_end"]
+        assert row["clients"] == 2 and row["errors"] == []
+        assert row["frames"] > 0
+        for key in ("fps", "client_fps_min", "client_fps_mean", "mean_batch"):
+            assert _positive(row[key]), key
+        assert row["client_fps_min"] <= row["client_fps_mean"]
+        assert 1 <= row["mean_batch"] <= 2
+        for key in ("p50", "p95"):
+            assert _positive(row["latency_ms"][key])
+        assert row["latency_ms"]["p50"] <= row["latency_ms"]["p95"]
+        assert _positive(row["render_ms"]["p50"])
+        assert row["overhead_ms"]["p50"] is not None
+        assert set(row["breakdown_ms_p50"]) == {"to_server", "queue", "render", "from_server"}
+        # measured through the loop's trace hook (clients in another process): every part has a value
+        assert all(isinstance(v, (int, float)) for v in row["breakdown_ms_p50"].values()), row["breakdown_ms_p50"]
+        assert row["breakdown_ms_p50"]["queue"] >= 0 and _positive(row["breakdown_ms_p50"]["to_server"])
+        # the per-frame stage breakdown: the renderer's stage clock, then JPEG and send from the trace
+        assert set(row["stages_ms_per_frame_p50"]) == {*STAGES, "jpeg", "send"}
+        assert _positive(row["stages_ms_per_frame_p50"]["jpeg"]) and _positive(row["stages_ms_per_frame_p50"]["unet"])
 
-    assert _positive(res["ratios"]["renderer_best_over_naive"])
-    assert _positive(res["ratios"]["end_to_end_over_naive"]["2"])
+        assert _positive(run["ratios"]["renderer_best_over_naive"])
+        assert _positive(run["ratios"]["end_to_end_over_naive"]["2"])
+    jpeg = res["runs"][0]["jpeg"]
+    assert _positive(jpeg["pil"]["ms_per_frame"]) and _positive(jpeg["simplejpeg"]["ms_per_frame"])
+    assert "error" in jpeg["nvjpeg"]  # no GPU here
+
+
+def test_bench_budget_skips_what_does_not_fit(tmp_path, capsys):
+    """With a budget too small for the end-to-end phase, the run skips it, says so, and still
+    writes its JSON and the target lines."""
+    out = tmp_path / "bench.json"
+    code = main(["bench", "--model", "tiny", "--size", "256", "--batches", "1", "--clients", "8", "--seconds", "30",
+                 "--budget", "20", "--json", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "SKIPPED end to end, 8 clients" in printed
+    res = json.loads(out.read_text())
+    assert any(s["phase"].startswith("end to end, 8 clients") for s in res["skipped"])
+    assert res["runs"][0]["end_to_end"] == []
+    # the CPU target applies to this configuration, and says it was not measured
+    assert res["targets"] == ["server overhead per frame p50, 8 clients (ms) ≤ 3 (tiny 256², full VAE, cpu): NOT MEASURED (phase skipped or failed)"]
+    assert res["total_s"] < 60
+
+
+def test_targets_say_met_or_missed():
+    from sdxl_breeder.bench.report import target_lines
+
+    def run(vae, fps8, p50_1):
+        return {"config": {"model": "sdxl-random", "size": 512, "vae": vae}, "end_to_end": [
+            {"clients": 1, "frames": 10, "fps": 20.0, "latency_ms": {"p50": p50_1}, "overhead_ms": {"p50": 1.0}},
+            {"clients": 8, "frames": 80, "fps": fps8, "latency_ms": {"p50": 50.0}, "overhead_ms": {"p50": 1.0}},
+        ]}
+
+    res = {"machine": {"device": "cuda"}, "runs": [run("full", 61.0, 45.0), run("tiny", 120.0, 20.0)]}
+    assert target_lines(res) == [
+        "frames/s, 8 clients ≥ 60 (sdxl-random 512², full VAE, cuda): met (61.00)",
+        "one client's move-to-frame p50 (ms) ≤ 40 (sdxl-random 512², full VAE, cuda): MISSED (45.00)",
+        "frames/s, 8 clients ≥ 150 (sdxl-random 512², tiny VAE, cuda): MISSED (120.00)",
+    ]
 
 
 def test_bench_rejects_bad_lists(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "--batches", "0,2"])
     assert "positive" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bench", "--vae", "full,medium"])
+    assert "full,tiny" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

@@ -222,7 +222,7 @@ async def test_bench_end_to_end_reports_each_worker(cluster, tmp_path, capsys):
     args = ["bench", "--model", "tiny", "--size", str(SIZE), "--batches", "1", "--clients", "4", "--seconds", "2",
             "--server", cluster.ws, "--json", str(out)]
     assert await asyncio.to_thread(main, args) == 0
-    (row,) = json.loads(out.read_text())["end_to_end"]
+    (row,) = json.loads(out.read_text())["runs"][0]["end_to_end"]
     assert row["errors"] == [] and row["frames"] > 0
     assert len(row["worker_fps"]) == 2 and all(fps > 0 for fps in row["worker_fps"].values())
     assert sum(row["worker_fps"].values()) == pytest.approx(row["fps"], rel=0.01)

@@ -126,3 +126,17 @@ async def test_sent_frames_are_timed_and_traced():
     assert encode.jobs == send.jobs == (got.job,)
     assert encode.end == got.ready == send.start and send.end >= send.start
     assert metrics.e2e._sum.get() > 0
+
+
+def test_jpeg_encoders_agree_and_the_pool_fits_the_machine():
+    """Every JPEG encoder here gives a file PIL reads back close to the frame (4:2:0, as PIL
+    writes by default); the server's encoder is the first of them; the pool scales with the CPUs."""
+    from sdxl_breeder.engine.output import JPEG_ENCODERS, default_jpeg_workers, encode_image
+
+    pixels = frame(1).frame
+    assert "pil" in JPEG_ENCODERS and list(JPEG_ENCODERS)[0] == ("simplejpeg" if "simplejpeg" in JPEG_ENCODERS else "pil")
+    for name, encode in JPEG_ENCODERS.items():
+        back = np.asarray(Image.open(io.BytesIO(encode(pixels, 90))).convert("RGB")).astype(np.int16)
+        assert back.shape == pixels.shape and np.abs(back - pixels).mean() < 3, name
+    assert encode_image(pixels, "jpeg", 90) == next(iter(JPEG_ENCODERS.values()))(pixels, 90)
+    assert [default_jpeg_workers(n) for n in (1, 2, 4, 16, 64)] == [2, 2, 2, 8, 8]

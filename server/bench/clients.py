@@ -1,18 +1,21 @@
-"""The end-to-end phase of `sdxl-breeder bench`: a real server in-process and N websocket clients,
-each moving on its own path and waiting for the frame that answers each move."""
+"""The end-to-end phase of `sdxl-breeder bench`: a real server in the bench's process and N
+websocket clients in another process (so they do not share the server's GIL), each moving on its
+own path and waiting for the frame that answers each move."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import json
+import multiprocessing
 import logging
 import math
 import socket
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -107,11 +110,23 @@ class ClientResult:
     latency_ms: list[float] = field(default_factory=list)
     render_ms: list[float] = field(default_factory=list)
     batch: list[int] = field(default_factory=list)
+    moves: list[tuple[int, float, float]] = field(default_factory=list)  # (seq, sent, got) per frame
     to_server_ms: list[float] = field(default_factory=list)  # move sent → server has the job
     queue_ms: list[float] = field(default_factory=list)  # server has the job → its batch starts
     from_server_ms: list[float] = field(default_factory=list)  # batch done → frame at the client
     workers: collections.Counter[str] = field(default_factory=collections.Counter)  # frames per render worker (a cluster)
     error: str | None = None
+
+    def attach_stamps(self, client: int, stamps: dict[tuple[int, int], tuple[float, float]]) -> None:
+        """Split each frame's latency with the server's (arrived, batch started) stamps. Both
+        sides read `time.perf_counter()`, one clock for every process of the machine."""
+        for (seq, sent, got), render_ms in zip(self.moves, self.render_ms):
+            stamp = stamps.get((client, seq))
+            if stamp is not None:
+                received, batch_start = stamp
+                self.to_server_ms.append(1000 * (received - sent))
+                self.queue_ms.append(1000 * (batch_start - received))
+                self.from_server_ms.append(1000 * (got - batch_start) - render_ms)
 
 
 async def _next_frame(ws: Any, seq: int, timeout: float) -> tuple[Any, float, str | None]:
@@ -147,7 +162,20 @@ async def _expect(ws: Any, kind: str) -> dict[str, Any]:
             return data
 
 
-async def run_clients(uri: str, n: int, seconds: float, size: int, quality: int, stamps: dict[tuple[int, int], tuple[float, float]]) -> tuple[list[ClientResult], float]:
+def run_clients_apart(uri: str, n: int, seconds: float, size: int, quality: int) -> tuple[list[ClientResult], float]:
+    """`run_clients` in a separate process; returns its results here."""
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        raw, elapsed = pool.submit(_clients_process, uri, n, seconds, size, quality).result(timeout=seconds + 2 * FRAME_TIMEOUT_S)
+    return [ClientResult(**{**r, "workers": collections.Counter(r["workers"])}) for r in raw], elapsed
+
+
+def _clients_process(uri: str, n: int, seconds: float, size: int, quality: int) -> tuple[list[dict[str, Any]], float]:
+    results, elapsed = asyncio.run(run_clients(uri, n, seconds, size, quality))
+    return [asdict(r) for r in results], elapsed
+
+
+async def run_clients(uri: str, n: int, seconds: float, size: int, quality: int) -> tuple[list[ClientResult], float]:
     """N clients of the server at websocket `uri` at once, for `seconds` after all of them have
     their first frame."""
     from websockets.asyncio.client import connect
@@ -165,7 +193,6 @@ async def run_clients(uri: str, n: int, seconds: float, size: int, quality: int,
         # The corners message asks for a frame at the pad's centre (seq 0): every client has it
         # before the clock starts.
         await asyncio.gather(*(_next_frame(ws, 0, FRAME_TIMEOUT_S) for ws in sockets))
-        stamps.clear()
         t0 = time.perf_counter()
         end = t0 + seconds
 
@@ -187,14 +214,9 @@ async def run_clients(uri: str, n: int, seconds: float, size: int, quality: int,
                     res.latency_ms.append(1000 * (got - sent))
                     res.render_ms.append(header.render_ms)
                     res.batch.append(header.batch)
+                    res.moves.append((seq, sent, got))
                     if worker is not None:
                         res.workers[worker] += 1
-                    stamp = stamps.get((i, seq))
-                    if stamp is not None:
-                        received, batch_start = stamp
-                        res.to_server_ms.append(1000 * (received - sent))
-                        res.queue_ms.append(1000 * (batch_start - received))
-                        res.from_server_ms.append(1000 * (got - batch_start) - header.render_ms)
             except Exception as e:  # noqa: BLE001 — reported in the results, not fatal
                 res.error = f"{type(e).__name__}: {e}"
             return res

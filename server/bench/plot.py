@@ -8,6 +8,13 @@ from typing import Any, Sequence
 
 
 
+def runs_of(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """A bench file's runs, one per VAE, each with its machine (version 1 files hold one run)."""
+    if "runs" not in res:
+        return [res]
+    return [{**run, "machine": res["machine"]} for run in res["runs"]]
+
+
 def _label(r: dict[str, Any]) -> str:
     c = r["config"]
     extra = [k for k, on in (("compiled", c.get("compile")), ("channels_last", c.get("channels_last") and r["machine"]["device"] == "cpu"),
@@ -29,7 +36,8 @@ def plot(paths: Sequence[Path], out: Path, prefix: str = "cpu") -> list[Path]:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import ScalarFormatter
 
-    runs = [json.loads(Path(p).read_text(encoding="utf-8")) for p in paths]
+    runs = [run for p in paths for run in runs_of(json.loads(Path(p).read_text(encoding="utf-8")))]
+    runs = [r for r in runs if r.get("naive") and r.get("renderer")]
     out.mkdir(parents=True, exist_ok=True)
     written = []
     batches = sorted({row["batch"] for r in runs for row in r["renderer"]})

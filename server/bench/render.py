@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import torch
 
-from sdxl_breeder.bench.clients import PROMPTS, _r, pad_point
+from sdxl_breeder.bench.clients import PROMPTS, _r, pad_point, percentile
 from sdxl_breeder.model.renderer import FrameRequest
 from sdxl_breeder.spec import FrameSettings
 
@@ -187,21 +187,56 @@ class RendererBench(_Timed):
         self.sync = synchronizer(renderer.device)
         self.k = start
         self.tally = Tally()
+        self.stages: list[dict[str, float]] = []  # the renderer's stage clock, per timed call
+
+    def request(self, k: int) -> FrameRequest:
+        x, y = pad_point(k)
+        return FrameRequest(self.scene, x, y, FrameSettings(seed=k % 8, width=self.size, height=self.size))
 
     def _one(self) -> None:
-        conds = []
-        for _ in range(self.batch):
-            x, y = pad_point(self.k)
-            conds.append(FrameRequest(self.scene, x, y, FrameSettings(seed=self.k % 8, width=self.size, height=self.size)))
-            self.k += 1
+        conds = [self.request(self.k + i) for i in range(self.batch)]
+        self.k += self.batch
         frames = self.renderer.render(conds)
         self.sync()
         assert len(frames) == self.batch
+        if self.renderer.clock.enabled:
+            self.stages.append(dict(self.renderer.clock.last))
+
+    def warm_up(self) -> None:
+        super().warm_up()
+        self.stages.clear()
 
     def summary(self) -> dict[str, Any]:
         out = {"batch": self.batch, **self.tally.summary()}
         out["ms_per_batch"] = out.pop("ms_per_call")
+        out["stages_ms_per_frame_p50"] = stage_p50([{k: v / self.batch for k, v in s.items()} for s in self.stages])
         return out
+
+
+def stage_p50(rows: list[dict[str, float]]) -> dict[str, float | None]:
+    """The median of each stage over `rows` (stage → ms)."""
+    names = dict.fromkeys(k for row in rows for k in row)
+    return {k: _r(percentile([row[k] for row in rows if k in row], 50)) for k in names}
+
+
+def layout_ab(renderer: Any, scene: Any, size: int, batch: int, seconds: float, rounds: int = 3) -> dict[str, Any]:
+    """Eager renderer at `batch`, UNet and VAE channels_last vs contiguous, in alternating slices
+    (GroupNorm on CUDA may not keep channels_last, so which wins is measured, not assumed)."""
+    pipe = renderer.pipe
+    benches = {"channels_last": RendererBench(renderer, scene, size, batch), "contiguous": RendererBench(renderer, scene, size, batch)}
+    layouts = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
+    for _ in range(rounds):
+        for name, rb in benches.items():
+            pipe.unet.to(memory_format=layouts[name])
+            pipe.vae.to(memory_format=layouts[name])
+            if not rb.tally.calls:
+                rb.warm_up()
+            rb.run(seconds / (2 * rounds))
+    pipe.unet.to(memory_format=torch.channels_last)
+    pipe.vae.to(memory_format=torch.channels_last)
+    out: dict[str, Any] = {"batch": batch, **{name: rb.summary()["fps"] for name, rb in benches.items()}}
+    out["channels_last_over_contiguous"] = _r(out["channels_last"] / out["contiguous"]) if out["contiguous"] else None
+    return out
 
 
 def apply_channels_last(pipe: Any) -> None:

@@ -79,7 +79,7 @@ class Session:
 class RenderLoop:
     """The scheduler, the render thread and the output stage of one renderer."""
 
-    def __init__(self, renderer: Renderer, *, max_batch: int = 8, jpeg_workers: int = 2) -> None:
+    def __init__(self, renderer: Renderer, *, max_batch: int = 8, jpeg_workers: int | None = None) -> None:
         self.renderer = renderer
         self.max_batch = max_batch
         self.metrics = Metrics()

@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import io
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -29,13 +30,46 @@ from sdxl_breeder.engine.trace import Tracers
 log = logging.getLogger("sdxl_breeder.engine")
 
 
-def encode_image(frame: np.ndarray, fmt: str = "jpeg", quality: int = 80) -> bytes:
+def jpeg_pil(frame: np.ndarray, quality: int) -> bytes:
     buf = io.BytesIO()
-    if fmt == "png":
-        Image.fromarray(frame).save(buf, format="PNG")
-    else:
-        Image.fromarray(frame).save(buf, format="JPEG", quality=quality)
+    Image.fromarray(frame).save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
+
+
+def jpeg_simplejpeg(frame: np.ndarray, quality: int) -> bytes:
+    import simplejpeg
+
+    # 4:2:0 chroma, as PIL does by default: the same size of file for the same quality.
+    return simplejpeg.encode_jpeg(np.ascontiguousarray(frame), quality=quality, colorspace="RGB", colorsubsampling="420")
+
+
+def _available_encoders() -> dict[str, Callable[[np.ndarray, int], bytes]]:
+    encoders: dict[str, Callable[[np.ndarray, int], bytes]] = {"pil": jpeg_pil}
+    try:
+        import simplejpeg  # noqa: F401
+    except ImportError:
+        return encoders
+    return {"simplejpeg": jpeg_simplejpeg, **encoders}
+
+
+# Both release the GIL while they encode. simplejpeg (libjpeg-turbo, straight from the array) is
+# the faster of the two where installed (docs/benchmarks.md, "JPEG"); PIL is the fall-back.
+JPEG_ENCODERS = _available_encoders()
+encode_jpeg = next(iter(JPEG_ENCODERS.values()))
+
+
+def default_jpeg_workers(cpus: int | None = None) -> int:
+    """JPEG threads for this machine: half its CPUs (the other half feed the GPU and the
+    sockets), at least 2, at most 8."""
+    return max(2, min(8, (cpus or os.cpu_count() or 2) // 2))
+
+
+def encode_image(frame: np.ndarray, fmt: str = "jpeg", quality: int = 80) -> bytes:
+    if fmt == "png":
+        buf = io.BytesIO()
+        Image.fromarray(frame).save(buf, format="PNG")
+        return buf.getvalue()
+    return encode_jpeg(frame, quality)
 
 
 @dataclass(frozen=True)
@@ -92,10 +126,10 @@ class _Target:
 class OutputProcessor:
     """Routes the render thread's results to the sessions' outboxes, by session id."""
 
-    def __init__(self, metrics: Metrics, tracers: Tracers, jpeg_workers: int = 2) -> None:
+    def __init__(self, metrics: Metrics, tracers: Tracers, jpeg_workers: int | None = None) -> None:
         self._metrics = metrics
         self._tracers = tracers
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=jpeg_workers, thread_name_prefix="jpeg")
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=jpeg_workers or default_jpeg_workers(), thread_name_prefix="jpeg")
         self._lock = threading.Lock()
         self._targets: dict[int, _Target] = {}
 
