@@ -29,6 +29,7 @@ the model in the server, so CUDA graphs and compiled code see one thread.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -42,7 +43,7 @@ from typing import Any, Callable
 log = logging.getLogger("sdxl_breeder.bench")
 
 from sdxl_breeder.bench.jpeg import time_encoders  # noqa: E402
-from sdxl_breeder.bench.clients import PROMPTS, BenchError, BenchServer, _r, run_clients_apart, summarize_clients  # noqa: E402
+from sdxl_breeder.bench.clients import PROMPTS, BenchError, BenchServer, _r, run_clients, run_clients_apart, summarize_clients  # noqa: E402
 from sdxl_breeder.bench.render import (  # noqa: E402
     CpuMeter, NaiveBench, RendererBench, apply_channels_last, layout_ab, machine_info, stage_p50,
 )
@@ -283,7 +284,10 @@ def _run_vae(opts: BenchOptions, model: Any, vae: str, first: bool, budget: Budg
                 stamps.clear()
                 stages.clear()
                 meter = CpuMeter()
-                results, _ = run_clients_apart(uri, n, opts.seconds, size, opts.quality)
+                if opts.server is None:  # the server shares this process: keep the clients off its GIL
+                    results, _ = run_clients_apart(uri, n, opts.seconds, size, opts.quality)
+                else:
+                    results, _ = asyncio.run(run_clients(uri, n, opts.seconds, size, opts.quality))
                 for i, r in enumerate(results):
                     r.attach_stamps(i, stamps)
                 row = summarize_clients(n, results, opts.seconds)
