@@ -6,10 +6,15 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence, TypeVar
 
 from sdxl_breeder import __version__
 from sdxl_breeder.spec import BLEND_MODES, LIMITS, FrameSettings
+
+if TYPE_CHECKING:  # the client is imported only by the commands that talk to a server
+    from sdxl_breeder.client import Brood, BreederClient
+
+T = TypeVar("T")
 
 EXIT_USAGE = 2
 
@@ -310,10 +315,40 @@ def _number(value: str) -> float:
         raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
 
 
-def _walk(args: argparse.Namespace) -> None:
+def _client(args: argparse.Namespace) -> BreederClient:
+    """The client for --server, --token and --timeout (a bad URL is a one-line error)."""
+    from sdxl_breeder.client import BreederClient
+
+    try:
+        return BreederClient(args.server, token=args.token, timeout=args.timeout)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+
+
+def _talk(client: BreederClient, work: Callable[[BreederClient], Awaitable[T]]) -> T:
+    """Connect, run `work`, close; connection and server errors become one-line CLI errors."""
     import asyncio
 
-    from sdxl_breeder.client import BreederClient, BreederConnectionError, BreederError
+    from sdxl_breeder.client import BreederConnectionError, BreederError
+
+    async def run() -> T:
+        async with client:
+            return await work(client)
+
+    try:
+        return asyncio.run(run())
+    except (BreederConnectionError, TimeoutError) as e:
+        raise CliError(str(e)) from None
+    except BreederError as e:
+        raise CliError(f"server error: {e}") from None
+
+
+def _add_server_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", default="ws://127.0.0.1:8000/ws", help="websocket URL (default ws://127.0.0.1:8000/ws)")
+    p.add_argument("--token", help="the server's --token, if it has one")
+
+
+def _walk(args: argparse.Namespace) -> None:
     from sdxl_breeder.walks.render import check_video_out, stream_walk_video
     from sdxl_breeder.walks.paths import Walk, scripted_walk
 
@@ -323,23 +358,10 @@ def _walk(args: argparse.Namespace) -> None:
     if args.corner_seeds is not None:
         walk = Walk.from_json({**walk.to_json(), "corner_seeds": args.corner_seeds})
     check_video_out(args.out, args.fps)
-    try:
-        client = BreederClient(args.server, token=args.token, timeout=args.timeout)
-    except ValueError as e:
-        raise CliError(str(e)) from None
+    client = _client(args)
     if args.walk_file:  # first: even an interrupted run leaves a walk to render offline
         walk.save(args.walk_file)
-
-    async def play() -> dict[str, object]:
-        async with client:
-            return await stream_walk_video(client, walk, args.out, fps=args.fps, quality=args.quality, progress=True)
-
-    try:
-        info = asyncio.run(play())
-    except (BreederConnectionError, TimeoutError) as e:
-        raise CliError(str(e)) from None
-    except BreederError as e:
-        raise CliError(f"server error: {e}") from None
+    info = _talk(client, lambda c: stream_walk_video(c, walk, args.out, fps=args.fps, quality=args.quality, progress=True))
     _wrote(info, f"; walk in {args.walk_file}" if args.walk_file else "")
 
 
@@ -358,8 +380,7 @@ def _add_walk(sub: argparse._SubParsersAction) -> None:
         description="Script a walk (docs/walks.md), play it on a running `sdxl-breeder serve` one frame at a time "
         "and write an .mp4, a .gif or a folder of PNGs. --walk-file also saves the walk, for `render-walk`.",
     )
-    p.add_argument("--server", default="ws://127.0.0.1:8000/ws", help="websocket URL (default ws://127.0.0.1:8000/ws)")
-    p.add_argument("--token", help="the server's --token, if it has one")
+    _add_server_args(p)
     p.add_argument("--corners", nargs=4, required=True, metavar=("TL", "TR", "BL", "BR"),
                    help="four corners: a prompt each, or genome:<id> for a stored genome")
     p.add_argument("--template", help='noken mode: a prompt with one "[noken]"; corner prompts become nokens')
@@ -381,6 +402,51 @@ def _add_walk(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--walk-file", help="also save the walk as JSON here")
     p.add_argument("--out", required=True, help="output: .mp4, .gif, or a folder (PNG frames)")
     p.set_defaults(func=_walk)
+
+
+# --------------------------------------------------------------------------- evolve
+def _evolve(args: argparse.Namespace) -> None:
+    from sdxl_breeder.client.sheet import save_brood
+
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise CliError(f"--out {args.out} is a file; give a folder for the children and the contact sheet")
+
+    async def work(client: BreederClient) -> tuple[Brood, list[Path], list[dict[str, Any]]]:
+        await client.settings(width=args.width, height=args.height, seed=args.noise_seed, quality=args.quality)
+        brood = await client.evolve(args.parents, args.count, mutation=args.mutation, seed=args.seed)
+        paths = save_brood(brood, args.out)
+        kept = await client.select(brood, args.keep) if args.keep else []
+        return brood, paths, kept
+
+    brood, paths, kept = _talk(_client(args), work)
+    print(f"brood {brood.id} (generation {brood.generation}, seed {brood.seed}): wrote {len(paths) - 1} children "
+          f"and {paths[-1]}")
+    for info in kept:
+        print(f"kept child {info.get('child')} as genome {info['id']}")
+
+
+def _add_evolve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evolve",
+        help="breed a brood of children on a running server and save them with a contact sheet",
+        description="Breed COUNT children from 1 to 4 stored genomes on a running `sdxl-breeder serve`, write "
+        "each child's frame as OUT/child-NN.jpg and all of them as OUT/contact-sheet.jpg. Nothing is stored "
+        "on the server unless you --keep children. Same parents, seed, count, mutation and size: same children.",
+    )
+    _add_server_args(p)
+    p.add_argument("--parents", nargs="+", required=True, metavar="ID", help="1 to 4 genome ids")
+    p.add_argument("--count", type=int, default=9, help=f"children, 1 to {LIMITS.max_brood_children} (default 9)")
+    p.add_argument("--mutation", type=_number, default=0.2,
+                   help=f"mutation strength, 0 to {LIMITS.max_brood_mutation:g} (default 0.2)")
+    p.add_argument("--seed", type=_seed, help="brood seed (default: random; printed, to repeat the brood)")
+    p.add_argument("--noise-seed", type=_seed, default=0, help="noise seed of the frames (default 0)")
+    p.add_argument("--width", type=_size, default=512, help="pixels, multiple of 64 (default 512)")
+    p.add_argument("--height", type=_size, default=512, help="pixels, multiple of 64 (default 512)")
+    p.add_argument("--quality", type=_quality, default=95, metavar="1-100", help="JPEG quality of the frames (default 95)")
+    p.add_argument("--keep", type=int, nargs="+", metavar="I", help="store these children (0-based) as genomes")
+    p.add_argument("--timeout", type=_number, default=120.0, help="seconds to wait for each reply (default 120)")
+    p.add_argument("--out", required=True, help="folder for child-NN.jpg and contact-sheet.jpg")
+    p.set_defaults(func=_evolve)
 
 
 def _render_walk(args: argparse.Namespace) -> None:
@@ -474,7 +540,7 @@ def _add_save_model(sub: argparse._SubParsersAction) -> None:
 
 # --------------------------------------------------------------------------- main
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_render, _add_serve, _add_bench, _add_walk, _add_render_walk, _add_save_model,
+    _add_render, _add_serve, _add_bench, _add_walk, _add_render_walk, _add_save_model, _add_evolve,
 ]
 
 

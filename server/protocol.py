@@ -30,6 +30,7 @@ class ErrorCode(str, Enum):
     BAD_VALUE = "bad_value"
     UNKNOWN_GENOME = "unknown_genome"
     UNKNOWN_WALK = "unknown_walk"
+    UNKNOWN_BROOD = "unknown_brood"
     NO_CORNERS = "no_corners"
     BAD_PROMPT = "bad_prompt"
     BAD_TEMPLATE = "bad_template"
@@ -101,7 +102,32 @@ class KeepMsg:
     prompt: str | None = None
 
 
-ClientMessage = SettingsMsg | CornersMsg | MoveMsg | BreedMsg | RecordMsg | KeepMsg
+@dataclass(frozen=True)
+class EvolveMsg:
+    """Breed a brood of `count` children from 1–4 parents (genome ids or CURSOR); seed None: random."""
+    parents: tuple[str, ...]
+    count: int = 9
+    mutation: float = 0.2
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class SelectMsg:
+    """Keep some children of a brood as genomes (0-based indices, no repeats)."""
+    brood: str
+    children: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class BroodRequest(EvolveMsg):
+    """A POST /api/broods body: an evolve without a session, so with its own template and size."""
+    template: str | None = None
+    width: int = 512
+    height: int = 512
+
+
+CURSOR = "cursor"  # an evolve parent: the blend at the session's current pad position
+ClientMessage = SettingsMsg | CornersMsg | MoveMsg | BreedMsg | RecordMsg | KeepMsg | EvolveMsg | SelectMsg
 
 
 @dataclass(frozen=True)
@@ -228,6 +254,36 @@ def _corner(value: object, path: str, limits: Limits) -> Corner:
     return corner
 
 
+def _parent(value: object, path: str, limits: Limits) -> str:
+    if value == CURSOR:
+        return CURSOR
+    if not isinstance(value, str) or len(value) != 16 or not _HEX.issuperset(value):
+        raise _bad(path, f'a genome id (16 lowercase hex characters) or "{CURSOR}"', value)
+    return value
+
+
+def _parents(value: object, path: str, limits: Limits) -> tuple[str, ...]:
+    n = limits.max_brood_parents
+    if not isinstance(value, list) or not 1 <= len(value) <= n:
+        raise _bad(path, f'a list of 1 to {n} genome ids or "{CURSOR}"', value)
+    parents = tuple(_parent(v, f"{path}[{i}]", limits) for i, v in enumerate(value))
+    for i, v in enumerate(parents):
+        if v in parents[:i]:
+            raise ProtocolError(ErrorCode.BAD_VALUE, f"{path}[{i}] repeats parent {_show(v)}; give each parent once")
+    return parents
+
+
+def _children(value: object, path: str, limits: Limits) -> tuple[int, ...]:
+    n = limits.max_brood_children
+    if not isinstance(value, list) or not 1 <= len(value) <= n:
+        raise _bad(path, f"a list of 1 to {n} child indices", value)
+    children = tuple(_int(v, f"{path}[{i}]", 0, n - 1) for i, v in enumerate(value))
+    for i, v in enumerate(children):
+        if v in children[:i]:
+            raise ProtocolError(ErrorCode.BAD_VALUE, f"{path}[{i}] repeats child {v}; choose each child once")
+    return children
+
+
 _CORNERS: Check = lambda v, p, lim: _list(v, p, 4, "corners (" + ", ".join(CORNER_NAMES) + ")", _corner, lim)
 _UNIT: Check = lambda v, p, lim: _number(v, p, 0.0, 1.0)
 _SETTINGS: dict[str, Check] = {
@@ -242,6 +298,10 @@ _MESSAGES: dict[str, tuple[type, dict[str, Check], dict[str, Check]]] = {  # kin
               {"seed": _nullable(_seed), "mutation": lambda v, p, lim: _number(v, p, 0.0, lim.max_mutation)}),
     "record": (RecordMsg, {"action": _enum(("start", "stop"))}, {}),
     "keep": (KeepMsg, {}, {"prompt": _nullable(_PROMPT)}),
+    "evolve": (EvolveMsg, {"parents": _parents}, {
+        "count": lambda v, p, lim: _int(v, p, 1, lim.max_brood_children), "seed": _nullable(_seed),
+        "mutation": lambda v, p, lim: _number(v, p, 0.0, lim.max_brood_mutation)}),
+    "select": (SelectMsg, {"brood": lambda v, p, _: parse_genome_id(v, p), "children": _children}, {}),
 }
 
 
@@ -321,6 +381,22 @@ def parse_breed_request(obj: object, limits: Limits = Limits()) -> BreedMsg:
     return BreedMsg(**_validate(_object(obj, "breed request"), "breed", *_MESSAGES["breed"][1:], limits))
 
 
+def parse_brood_request(obj: object, limits: Limits = Limits()) -> BroodRequest:
+    """A POST /api/broods body: evolve's fields (genome ids only: REST has no cursor), an
+    optional noken template, width and height."""
+    _, required, optional = _MESSAGES["evolve"]
+    extra = {"template": _nullable(_template), "width": _size, "height": _size}
+    values = _validate(_object(obj, "brood request"), "brood", required, {**optional, **extra}, limits)
+    if CURSOR in values["parents"]:
+        raise _bad("brood.parents", 'genome ids ("cursor" is a websocket session\'s position)', CURSOR)
+    return BroodRequest(**values)
+
+
+def parse_select_request(obj: object, limits: Limits = Limits()) -> tuple[int, ...]:
+    """A POST /api/broods/{id}/select body: {"children": [i, ...]}."""
+    return _validate(_object(obj, "select request"), "select", {"children": _children}, {}, limits)["children"]
+
+
 def hello(model: str, limits: Limits, warning: str | None = None, session: str | None = None) -> dict[str, Any]:
     """The first message on every socket; absent optional keys are left out, not sent as null."""
     extra = {k: v for k, v in (("warning", warning), ("session", session)) if v is not None}
@@ -333,6 +409,13 @@ def corners_reply(corners: list[dict[str, Any]], template: str | None = None) ->
 
 def genome_message(genome: dict[str, Any]) -> dict[str, Any]:
     return {"type": "genome", "genome": dict(genome)}
+
+
+def brood_message(brood: str, generation: int, seed: int, count: int, parents: list[str],
+                  mutation: float) -> dict[str, Any]:
+    """Announces a brood; its `count` frames follow, each header naming `brood` and `child`."""
+    return {"type": "brood", "brood": brood, "generation": generation, "seed": seed, "count": count,
+            "parents": list(parents), "mutation": mutation}
 
 
 def walk_message(walk_id: str, points: int, seconds: float) -> dict[str, Any]:
@@ -360,9 +443,18 @@ class FrameHeader:
     batch: int
 
 
+@dataclass(frozen=True)
+class BroodFrameHeader(FrameHeader):
+    """A brood child's frame: the usual header plus its `brood` id and `child` index (0-based).
+    It answers an evolve, not a move: seq, x and y are 0."""
+    brood: str = ""
+    child: int = 0
+
+
 _FRAME: dict[str, Check] = {
     f.name: (lambda v, p, _: _int(v, p, *_ANY)) if f.type == "int" else (lambda v, p, _: _number(v, p, *_ANY))
     for f in fields(FrameHeader)}
+_BROOD_FRAME: dict[str, Check] = {"brood": lambda v, p, _: parse_genome_id(v, p), "child": lambda v, p, _: _int(v, p, *_ANY)}
 
 
 def encode_frame(header: FrameHeader, image: bytes, extra: dict[str, Any] | None = None) -> bytes:
@@ -374,17 +466,20 @@ def encode_frame(header: FrameHeader, image: bytes, extra: dict[str, Any] | None
 
 
 def decode_frame(data: bytes) -> tuple[FrameHeader, bytes]:
-    """Split a binary frame. Unknown header keys are ignored, so servers may add some."""
+    """Split a binary frame (a BroodFrameHeader when it names a brood). Unknown header keys are
+    ignored, so servers may add some."""
     n = _PREFIX.unpack_from(data)[0] if len(data) >= _PREFIX.size else -1
     if not 0 <= n <= len(data) - _PREFIX.size:
         raise ProtocolError(ErrorCode.BAD_VALUE, f"frame of {len(data)} bytes is truncated (header length {n})")
     try:
         header = _object(json.loads(data[4:4 + n].decode("utf-8"), parse_constant=_reject_constant), "frame header")
-        values = _validate({k: v for k, v in header.items() if k in _FRAME}, "frame header", _FRAME, {}, Limits())
+        brood = "brood" in header
+        required = {**_FRAME, **_BROOD_FRAME} if brood else _FRAME
+        values = _validate({k: v for k, v in header.items() if k in required}, "frame header", required, {}, Limits())
     except (ValueError, RecursionError) as exc:  # whatever failed inside, to the caller it is a garbled frame
         message = exc.message if isinstance(exc, ProtocolError) else f"frame header is not UTF-8 JSON: {exc}"
         raise ProtocolError(ErrorCode.BAD_VALUE, message) from None
-    return FrameHeader(**values), data[4 + n:]
+    return (BroodFrameHeader if brood else FrameHeader)(**values), data[4 + n:]
 
 
 def frame_worker(data: bytes) -> str | None:

@@ -46,6 +46,11 @@ class Limits:
     max_video_jobs: int = 2  # walk videos rendering at once (they share the loop with live pads); over it: 429
     max_video_cache_bytes: int = 1 << 30  # rendered walk videos kept in DATA_DIR/videos; least recently used go first
     max_video_frames: int = 3600  # frames one GET /api/walks/{id}/video.mp4 may render; over it: 413
+    max_brood_children: int = 16  # children in one brood (evolve.count)
+    max_brood_parents: int = 4
+    max_brood_mutation: float = 1.0
+    max_broods: int = 16  # broods a websocket session keeps selectable (older ones are forgotten)
+    max_api_broods: int = 64  # broods the REST API keeps selectable, for all callers together
 
     def to_json(self) -> dict[str, int | float]:
         return asdict(self)

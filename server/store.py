@@ -35,12 +35,19 @@ CREATE INDEX IF NOT EXISTS genomes_prompt ON genomes (prompt);
 CREATE TABLE IF NOT EXISTS lineage (child TEXT NOT NULL, parent TEXT NOT NULL,
     PRIMARY KEY (child, parent));
 CREATE INDEX IF NOT EXISTS lineage_parent ON lineage (parent);
+-- how far down a line a genome is (0: no parents; else 1 + its parents' highest), and, for a
+-- brood's child, origin "evolve" and its index in the brood (genomes.seed is the brood's seed)
+CREATE TABLE IF NOT EXISTS genealogy (id TEXT PRIMARY KEY, generation INTEGER NOT NULL,
+    origin TEXT, child INTEGER);
 CREATE TABLE IF NOT EXISTS walks (
     id TEXT PRIMARY KEY, name TEXT, source TEXT NOT NULL, created REAL NOT NULL,
     points INTEGER NOT NULL, seconds REAL NOT NULL, walk TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS walks_created ON walks (created DESC, id);
 """
-_GENOME_COLS = "id, prompt, parents, seed, mutation, created, length, widths, thumbnail IS NOT NULL, pool"
+_GENOME_COLS = ("id, prompt, parents, seed, mutation, created, length, widths, thumbnail IS NOT NULL, pool,"
+                " generation, origin, child")
+_GENOMES = "genomes LEFT JOIN genealogy USING (id)"  # genomes saved before genealogy get a row at startup
+ORIGINS = ("prompt", "breed", "keep", "evolve")
 _WALK_COLS = "id, name, source, created, points, seconds"
 # rows whose file was missing at startup (or vanished later) are hidden, not deleted: the file
 # may come back from a backup, and delete_genome still clears them
@@ -75,21 +82,26 @@ def _fsync(path: Path) -> None:
             os.close(fd)
 
 
-def genome_origin(parents: list[str], seed: int | None) -> str:
-    """How a genome came to be: "prompt" (embedded), "breed" (crossover child, has a breed seed)
-    or "keep" (a blend point saved from the pad)."""
+def genome_origin(parents: list[str], seed: int | None, stored: str | None = None) -> str:
+    """How a genome came to be: "prompt" (embedded), "breed" (crossover child, has a breed seed),
+    "keep" (a blend point saved from the pad) or "evolve" (a brood's child, stored as such)."""
+    if stored is not None:
+        return stored
     if not parents:
         return "prompt"
     return "breed" if seed is not None else "keep"
 
 
 def _genome_row(row: tuple[Any, ...]) -> dict[str, Any]:
-    gid, prompt, parents, seed, mutation, created, length, widths, has_thumb, pool = row
+    gid, prompt, parents, seed, mutation, created, length, widths, has_thumb, pool, generation, origin, child = row
     parent_ids = json.loads(parents)
-    return {"id": gid, "prompt": prompt, "parents": parent_ids, "origin": genome_origin(parent_ids, seed),
+    info = {"id": gid, "prompt": prompt, "parents": parent_ids, "origin": genome_origin(parent_ids, seed, origin),
             "seed": seed, "mutation": mutation, "created": created, "length": length,
             "widths": json.loads(widths), "has_thumbnail": bool(has_thumb),
-            "pool": json.loads(pool) if pool else None}
+            "pool": json.loads(pool) if pool else None, "generation": generation or 0}
+    if child is not None:
+        info["child"] = child
+    return info
 
 
 def _pool_json(pool: tuple[tuple[int, float], ...]) -> str:
@@ -115,6 +127,7 @@ class Store:
         try:
             self._init_schema()
             self._find_missing()
+            self._fill_genealogy()
         except BaseException:
             self._conn.close()
             raise
@@ -156,6 +169,28 @@ class Store:
             with self._conn:
                 self._conn.execute("UPDATE genomes SET pool = ? WHERE id = ?", (_pool_json(pool), gid))
 
+    def _fill_genealogy(self) -> None:
+        """Generations for genomes saved before the genealogy table, oldest first."""
+        rows = self._conn.execute("SELECT id, parents FROM genomes WHERE id NOT IN (SELECT id FROM genealogy)"
+                                  " ORDER BY created, id").fetchall()
+        with self._conn:
+            for gid, parents in rows:
+                generation = self._generation(json.loads(parents))
+                self._conn.execute("INSERT INTO genealogy VALUES (?, ?, NULL, NULL)", (gid, generation))
+
+    def _generation(self, parents: list[str]) -> int:
+        if not parents:
+            return 0
+        marks = ",".join("?" * len(parents))
+        (top,), = self._conn.execute(f"SELECT MAX(generation) FROM genealogy WHERE id IN ({marks})", parents)
+        return 1 + (top or 0)
+
+    def generation(self, parents: list[str]) -> int:
+        """The generation of a genome with these parents: 0 without any, else one more than the
+        highest among them (a parent the store does not know counts as 0)."""
+        with self._lock:
+            return self._generation([str(p) for p in parents])
+
     def _path(self, genome_id: str) -> Path:
         # only validated ids ever become paths: no traversal, no odd names
         if not is_valid_id(genome_id):
@@ -167,8 +202,12 @@ class Store:
             return self._conn.execute(sql, args).fetchall()
 
     # ------------------------------------------------------------------ genomes
-    def put_genome(self, genome: Genome, thumbnail: bytes | None = None) -> dict[str, Any]:
-        """Save the file, then the row (re-putting an id updates it); returns genome_info."""
+    def put_genome(self, genome: Genome, thumbnail: bytes | None = None, *, origin: str | None = None,
+                   child: int | None = None) -> dict[str, Any]:
+        """Save the file, then the row (re-putting an id updates it); returns genome_info.
+        `origin` overrides the one read from parents and seed ("evolve", with the `child` index)."""
+        if origin is not None and origin not in ORIGINS:
+            raise ValueError(f"origin must be one of {', '.join(ORIGINS)}, got {origin!r}")
         if not is_valid_id(genome.id):
             raise GenomeError(f"genome id must be {ID_LENGTH} lowercase hex characters, got {genome.id!r}")
         path = self._path(genome.id)
@@ -188,6 +227,8 @@ class Store:
             self._conn.execute("DELETE FROM lineage WHERE child = ?", (genome.id,))
             self._conn.executemany("INSERT OR IGNORE INTO lineage VALUES (?, ?)",
                                    [(genome.id, p) for p in parents])
+            self._conn.execute("INSERT OR REPLACE INTO genealogy VALUES (?, ?, ?, ?)",
+                               (genome.id, self._generation(parents), origin, child))
             self._conn.execute("DELETE FROM temp.missing WHERE id = ?", (genome.id,))
         return self.genome_info(genome.id)
 
@@ -228,7 +269,7 @@ class Store:
     def genome_info(self, genome_id: str) -> dict[str, Any]:
         """Metadata plus `children`: the ids of genomes that list this one as a parent."""
         self._path(genome_id)
-        rows = self._query(f"SELECT {_GENOME_COLS} FROM genomes WHERE id = ? AND {_VISIBLE}",
+        rows = self._query(f"SELECT {_GENOME_COLS} FROM {_GENOMES} WHERE id = ? AND {_VISIBLE}",
                            (genome_id,))
         if not rows:
             raise NotFound(f"no genome {genome_id}")
@@ -241,7 +282,7 @@ class Store:
     def list_genomes(self, limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
         """Newest first (created, then id); at most MAX_LIST per page."""
         limit, offset = _page(limit, offset)
-        rows = self._query(f"SELECT {_GENOME_COLS} FROM genomes WHERE {_VISIBLE}"
+        rows = self._query(f"SELECT {_GENOME_COLS} FROM {_GENOMES} WHERE {_VISIBLE}"
                            " ORDER BY created DESC, id LIMIT ? OFFSET ?", (limit, offset))
         return [_genome_row(r) for r in rows]
 
@@ -254,6 +295,7 @@ class Store:
                 raise NotFound(f"no genome {genome_id}")
             self._conn.execute("DELETE FROM lineage WHERE child = ?", (genome_id,))
             self._conn.execute("DELETE FROM temp.missing WHERE id = ?", (genome_id,))
+            # the generation stays: children already counted from it, and a line reads the same
         path.unlink(missing_ok=True)
 
     def thumbnail(self, genome_id: str) -> bytes | None:

@@ -62,7 +62,7 @@ def test_help_lists_every_command():
     assert r.returncode == 0
     # the command list: an indented "name  help" line per command ("render" must not match "render-walk")
     listed = {m.group(1) for m in re.finditer(r"^ {4}([a-z][a-z-]*) {2,}\S", r.stdout, re.MULTILINE)}
-    assert listed == {"render", "serve", "bench", "walk", "render-walk", "save-model"}, r.stdout
+    assert listed == {"render", "serve", "bench", "walk", "render-walk", "save-model", "evolve"}, r.stdout
 
 
 @pytest.mark.parametrize("argv", [["-m", "sdxl_breeder"], ["-m", "sdxl_breeder.cli"]])

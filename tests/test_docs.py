@@ -39,7 +39,7 @@ def test_every_rest_route_is_documented(tiny_model, tmp_path):
     renderer = Renderer(tiny_model)
     store = Store(tmp_path)
     app = create_app(Breeder(renderer, RenderLoop(renderer), store, Limits()))
-    text = (DOCS / "rest.md").read_text()
+    text = re.sub(r"\{(\w+)\}", "{id}", (DOCS / "rest.md").read_text())  # docs may name parameters, e.g. {i}
     missing = []
     for route in app.routes:
         if isinstance(route, Route):

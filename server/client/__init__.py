@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sdxl_breeder.client.aio import (
     DEFAULT_URL,
+    Brood,
     BreederClient,
     BreederConnectionError,
     BreederError,
@@ -14,6 +15,6 @@ from sdxl_breeder.client.aio import (
 from sdxl_breeder.client.sync import SyncBreederClient
 
 __all__ = [
-    "DEFAULT_URL", "BreederClient", "BreederConnectionError", "BreederError", "Frame", "SyncBreederClient",
+    "DEFAULT_URL", "Brood", "BreederClient", "BreederConnectionError", "BreederError", "Frame", "SyncBreederClient",
     "normalize_url", "redact",
 ]

@@ -73,6 +73,16 @@ class Frame:
         return self.header.seq
 
     @property
+    def brood(self) -> str | None:
+        """The brood id of a brood child's frame; None for pad frames."""
+        return getattr(self.header, "brood", None)
+
+    @property
+    def child(self) -> int | None:
+        """The child index (0-based) of a brood child's frame; None for pad frames."""
+        return getattr(self.header, "child", None)
+
+    @property
     def x(self) -> float:
         return self.header.x
 
@@ -86,6 +96,22 @@ class Frame:
             Path(path).write_bytes(self.jpeg)
         else:
             self.image.save(path)
+
+
+@dataclass(frozen=True)
+class Brood:
+    """An evolve's answer: the brood's id, lineage facts and one frame per child, in child order."""
+
+    id: str
+    generation: int
+    seed: int
+    parents: list[str]
+    mutation: float
+    frames: list[Frame]
+
+    @property
+    def count(self) -> int:
+        return len(self.frames)
 
 
 def normalize_url(url: str) -> str:
@@ -128,6 +154,7 @@ class BreederClient:
         self._error: BaseException | None = None  # set once the connection is gone
         self._closing = False
         self._corners_sent = False
+        self._broods: dict[str, tuple[int, list[Frame], asyncio.Future[list[Frame]]]] = {}  # id -> (count, frames, done)
 
     async def __aenter__(self) -> BreederClient:
         return await self.connect()
@@ -210,6 +237,9 @@ class BreederClient:
         except ProtocolError as e:
             log.warning("ignoring a garbled frame: %s", e.message)
             return
+        if frame.brood is not None:  # a brood's child answers the evolve, not a move
+            self._on_child(frame)
+            return
         # JPEG encoding runs on a pool, so an older move's frame may arrive after a newer one
         if self._latest is None or frame.seq >= self._latest.seq:
             self._latest = frame
@@ -220,6 +250,19 @@ class BreederClient:
         self._moves = [(seq, fut) for seq, fut in self._moves if not fut.done()]
         self._wake()
 
+    def _on_child(self, frame: Frame) -> None:
+        brood = frame.brood or ""
+        entry = self._broods.get(brood)
+        if entry is None:
+            log.debug("ignoring a frame of brood %s", brood)
+            return
+        count, frames, done = entry
+        frames.append(frame)
+        if len(frames) >= count:
+            del self._broods[brood]
+            if not done.done():
+                done.set_result(sorted(frames, key=lambda f: f.child or 0))
+
     def _on_json(self, text: str) -> None:
         try:
             msg = json.loads(text)
@@ -228,8 +271,17 @@ class BreederClient:
             return
         kind = msg.get("type") if isinstance(msg, dict) else None
         if kind == "error":
-            self._on_error(BreederError(str(msg.get("code")), str(msg.get("message"))))
+            error = BreederError(str(msg.get("code")), str(msg.get("message")))
+            if error.code == "render_failed" and msg.get("in_reply_to") == "evolve" and self._broods:
+                done = self._broods.pop(next(iter(self._broods)))[2]  # broods draw one after another
+                if not done.done():
+                    done.set_exception(error)
+                return
+            self._on_error(error)
             return
+        if kind == "brood" and isinstance(msg.get("brood"), str):  # its frames follow: collect them from now on
+            loop = asyncio.get_running_loop()
+            self._broods[msg["brood"]] = (int(msg.get("count") or 0), [], loop.create_future())
         for i, (reply, fut) in enumerate(self._requests):
             if reply == kind:
                 del self._requests[i]
@@ -258,8 +310,10 @@ class BreederClient:
     def _fail_all(self, error: BaseException) -> None:
         self._error = self._error or error
         futures = [fut for _, fut in self._requests] + [fut for _, fut in self._moves]
+        futures += [done for _, _, done in self._broods.values()]
         self._requests.clear()
         self._moves = []
+        self._broods.clear()
         for fut in futures:
             if not fut.done():
                 fut.set_exception(error)
@@ -349,6 +403,34 @@ class BreederClient:
         """Breed a child of genome ids `a` and `b` (seed None: random); returns its metadata."""
         msg = {"type": "breed", "parents": [a, b], "seed": seed, "mutation": mutation}
         return dict((await self._request(msg, "genome"))["genome"])
+
+    async def evolve(self, parents: Sequence[str], count: int = 9, *, mutation: float = 0.2,
+                     seed: int | None = None) -> Brood:
+        """Breed a brood of `count` children from 1–4 parents (genome ids, or "cursor" for the blend
+        at this session's position) and wait for every child's frame. Nothing is stored until
+        `select`. The same parents, seed, count, mutation and settings give the same children."""
+        if isinstance(parents, str):
+            raise ValueError('parents must be a list of genome ids or "cursor", e.g. [a, b]')
+        msg = {"type": "evolve", "parents": list(parents), "count": count, "mutation": mutation, "seed": seed}
+        reply = await self._request(msg, "brood")
+        entry = self._broods.get(reply["brood"])
+        frames = await self._wait(entry[2], f"frames of brood {reply['brood']}") if entry else []
+        return Brood(reply["brood"], reply["generation"], reply["seed"], list(reply["parents"]),
+                     reply.get("mutation", mutation), frames)
+
+    async def select(self, brood: str | Brood, children: Sequence[int]) -> list[dict[str, Any]]:
+        """Keep children of a brood (0-based indices) as genomes; returns them, in the order given."""
+        brood_id = brood.id if isinstance(brood, Brood) else brood
+        ws = self._check_open()
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[dict[str, Any]]] = [loop.create_future() for _ in children]
+        self._requests.extend(("genome", fut) for fut in futures)  # one genome reply per child
+        await ws.send(json.dumps({"type": "select", "brood": brood_id, "children": list(children)}))
+        try:
+            return [dict((await self._wait(fut, "genome reply to select"))["genome"]) for fut in futures]
+        finally:  # after an error (sent before any genome) the other replies will never come
+            pending = {id(f) for f in futures if not f.done()}
+            self._requests = deque((r, f) for r, f in self._requests if id(f) not in pending)
 
     async def keep(self, prompt: str | None = None) -> dict[str, Any]:
         """Save the blend at the current position as a genome (optional label); returns it."""

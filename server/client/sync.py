@@ -87,6 +87,8 @@ class SyncBreederClient:
     move_nowait = _blocking("move_nowait")
     breed = _blocking("breed")
     keep = _blocking("keep")
+    evolve = _blocking("evolve")
+    select = _blocking("select")
     record_start = _blocking("record_start")
     record_stop = _blocking("record_stop")
     next_frame = _blocking("next_frame")

@@ -92,9 +92,9 @@ class Executor:
             fut.cancel()
 
     # ------------------------------------------------------------------ from any thread
-    def add(self, session_id: int, *, one_shot: bool) -> None:
+    def add(self, session_id: int, *, one_shot: bool, peer: int | None = None) -> None:
         with self._cond:
-            self.scheduler.add(session_id, one_shot=one_shot)
+            self.scheduler.add(session_id, one_shot=one_shot, peer=peer)
             self._metrics.sessions.set(self.scheduler.pad_count)
 
     def remove(self, session_id: int) -> None:
@@ -113,6 +113,14 @@ class Executor:
                 raise LoopStopped(f"the render loop has stopped: {self.error}")
             if self.scheduler.submit(session_id, job):
                 self._metrics.skipped.inc()
+            self._cond.notify()
+
+    def submit_all(self, session_id: int, jobs: list[FrameJob]) -> None:
+        """Every job renders, in order (a brood's children)."""
+        with self._cond:
+            if self.error is not None:
+                raise LoopStopped(f"the render loop has stopped: {self.error}")
+            self.scheduler.submit_all(session_id, jobs)
             self._cond.notify()
 
     def call(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
@@ -162,7 +170,7 @@ class Executor:
                 return None
             calls = list(self._calls)
             self._calls.clear()
-            return calls, self.scheduler.schedule()
+            return calls, self.scheduler.schedule(time.perf_counter())
 
     def _render(self, batch: list[Scheduled]) -> None:
         jobs = tuple(item.job for item in batch)

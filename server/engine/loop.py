@@ -53,6 +53,12 @@ class Session:
         if not self.closed:
             self._executor.submit(self.id, job)
 
+    def submit_all(self, jobs: list[FrameJob]) -> None:
+        """Want every one of `jobs`, in order (a backlog session: a brood's children). They
+        render in one batch on an idle loop, over several beside busy pads."""
+        if not self.closed:
+            self._executor.submit_all(self.id, jobs)
+
     async def next(self) -> Output:
         """The newest result: a `FrameOutput` (pads; one-shots get the `RenderedFrame`) or a
         `RenderFailure`. Results not taken in time are replaced by newer ones."""
@@ -124,6 +130,16 @@ class RenderLoop:
         self._output.register(session_id, asyncio.get_running_loop(), outbox, jpeg=not one_shot)
         self._executor.add(session_id, one_shot=one_shot)
         return Session(session_id, self._executor, self._output, outbox, one_shot)
+
+    def open_backlog(self, peer: Session | None = None) -> Session:
+        """A session for `Session.submit_all` (a brood): every result comes, JPEG-encoded, none
+        replaces another; not counted as a pad. `peer` is the pad that asked for it: while the
+        backlog renders, it keeps no slot free from it."""
+        session_id = next(self._ids)
+        outbox = Outbox(every=True)
+        self._output.register(session_id, asyncio.get_running_loop(), outbox, jpeg=True)
+        self._executor.add(session_id, one_shot=True, peer=peer.id if peer is not None else None)
+        return Session(session_id, self._executor, self._output, outbox, True)
 
     async def render_once(self, job: FrameJob) -> np.ndarray:
         """One frame through the loop (REST renders, walk videos): it shares batches with live

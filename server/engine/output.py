@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Union
 
@@ -89,20 +90,30 @@ Output = Union[FrameOutput, RenderedFrame, RenderFailure]
 
 class Outbox:
     """One slot, newest wins; put and read on one event loop (the output stage puts through
-    `call_soon_threadsafe`)."""
+    `call_soon_threadsafe`). With `every`, results queue instead: a backlog session wants each one."""
 
-    def __init__(self, on_replace: Callable[[], None] | None = None) -> None:
+    def __init__(self, on_replace: Callable[[], None] | None = None, *, every: bool = False) -> None:
         self._item: Any = None
+        self._queue: deque[Any] | None = deque() if every else None
         self._event = asyncio.Event()
         self._on_replace = on_replace
 
     def put(self, item: Any) -> None:
+        if self._queue is not None:
+            self._queue.append(item)
+            self._event.set()
+            return
         if self._item is not None and self._on_replace is not None:
             self._on_replace()
         self._item = item
         self._event.set()
 
     async def get(self) -> Any:
+        if self._queue is not None:
+            while not self._queue:
+                self._event.clear()
+                await self._event.wait()
+            return self._queue.popleft()
         while self._item is None:
             self._event.clear()
             await self._event.wait()

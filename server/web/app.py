@@ -39,6 +39,7 @@ PAGE_DIR = str(importlib.resources.files("sdxl_breeder.static"))  # static/ in a
 STATUS = {
     p.ErrorCode.UNKNOWN_GENOME: 404,
     p.ErrorCode.UNKNOWN_WALK: 404,
+    p.ErrorCode.UNKNOWN_BROOD: 404,
     p.ErrorCode.UNAUTHORIZED: 401,
     p.ErrorCode.TOO_LARGE: 413,
     p.ErrorCode.BUSY: 429,
@@ -149,6 +150,42 @@ def create_app(
         data = await asyncio.to_thread(encode_image, frame, req.format, req.quality)
         return Response(data, media_type="image/png" if req.format == "png" else "image/jpeg")
 
+    # ------------------------------------------------------------------ broods
+    def _brood(request: Request) -> Any:
+        try:
+            brood_id = p.parse_genome_id(request.path_params["brood_id"], "brood id")
+        except p.ProtocolError:
+            raise p.ProtocolError(p.ErrorCode.UNKNOWN_BROOD, f"no brood {request.path_params['brood_id'][:40]!r}") from None
+        return breeder.evolution.api_book.get(brood_id)
+
+    async def create_brood(request: Request) -> Response:
+        req = p.parse_brood_request(await _json_body(request, limits), limits)
+        template = None if req.template is None else await breeder.evolution.template(req.template)
+        settings = FrameSettings(width=req.width, height=req.height, quality=90)
+        brood = await breeder.evolution.breed(req.parents, req.count, req.mutation, req.seed, settings, template=template)
+        try:
+            brood.jpegs.extend([out.jpeg async for out in breeder.evolution.draw(brood)])
+        except RuntimeError as e:
+            raise p.ProtocolError(p.ErrorCode.RENDER_FAILED, str(e)) from None
+        breeder.evolution.api_book.add(brood)
+        base = f"/api/broods/{brood.id}/children"
+        children = [{"child": i, "url": f"{base}/{i}.jpg"} for i in range(brood.count)]
+        return JSONResponse({**brood.message(), "children": children}, status_code=201)
+
+    async def brood_child(request: Request) -> Response:
+        brood = _brood(request)
+        raw = request.path_params["child"]
+        if not (raw.isdigit() and len(raw) <= 3):
+            raise p.ProtocolError(p.ErrorCode.BAD_VALUE, f"child must be an index from 0 to {brood.count - 1}, got {raw[:20]!r}")
+        index = int(raw)
+        brood.child(index, "child")
+        return Response(brood.jpegs[index], media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+    async def select_brood(request: Request) -> Response:
+        brood = _brood(request)
+        children = p.parse_select_request(await _json_body(request, limits), limits)
+        return JSONResponse({"genomes": await breeder.evolution.select(brood, children)}, status_code=201)
+
     # ------------------------------------------------------------------ walks
     async def create_walk(request: Request) -> Response:
         body = await _json_body(request, limits)
@@ -205,6 +242,9 @@ def create_app(
         Route("/api/genomes/{genome_id}/embedding.safetensors", embedding),
         Route("/api/breed", breed, methods=["POST"]),
         Route("/api/render", render, methods=["POST"]),
+        Route("/api/broods", create_brood, methods=["POST"]),
+        Route("/api/broods/{brood_id}/children/{child}.jpg", brood_child),
+        Route("/api/broods/{brood_id}/select", select_brood, methods=["POST"]),
         Route("/api/walks", create_walk, methods=["POST"]),
         Route("/api/walks", list_walks, methods=["GET"]),
         Route("/api/walks/{walk_id}", get_walk),

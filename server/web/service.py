@@ -117,6 +117,9 @@ class Breeder(Service):
         self.store = store
         self.limits = limits
         self.warning = warning
+        from sdxl_breeder.web.broods import Evolution  # broods.py names this class only for types
+
+        self.evolution = Evolution(self)
 
         self.metrics_registry = CollectorRegistry()
         self.metrics_registry.register(loop.metrics.registry)  # type: ignore[arg-type]  # a registry is a collector

@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -19,6 +19,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from sdxl_breeder import protocol as p
 from sdxl_breeder.engine.loop import FrameJob, FrameOutput, LoopStopped, RenderFailure
 from sdxl_breeder.model.scene import Scene
+from sdxl_breeder.web.broods import Brood, BroodBook, Cursor
 from sdxl_breeder.spec import FrameSettings
 from sdxl_breeder.web.service import Breeder
 from sdxl_breeder.walks.paths import WALK_FORMAT, WALK_VERSION, Walk
@@ -57,6 +58,8 @@ def frame_message(out: FrameOutput, extra: dict[str, Any] | None = None) -> byte
         seq=job.seq, x=job.x, y=job.y, seed=st.seed, width=st.width, height=st.height,
         render_ms=round(out.render_ms, 2), batch=out.batch,
     )
+    if job.brood is not None:  # a brood's child: its header also names the brood and the child
+        header = p.BroodFrameHeader(**asdict(header), brood=job.brood, child=job.child or 0)
     return p.encode_frame(header, out.jpeg, extra)
 
 
@@ -65,6 +68,10 @@ class PadSocket:
         self.ws = ws
         self.breeder = breeder
         self.state = PadState()
+        self.broods = BroodBook(breeder.limits.max_broods)
+        self._brood_frames: asyncio.Queue[bytes | str] = asyncio.Queue()  # every child's frame is sent
+        self._drawing: list[asyncio.Task[None]] = []
+        self._draw_lock = asyncio.Lock()  # a session's broods are drawn one after another
         self._send_lock = asyncio.Lock()
         self.session = breeder.open_session()
 
@@ -82,6 +89,48 @@ class PadSocket:
                 self.session.sent(out)
             elif isinstance(out, RenderFailure):
                 await self.send_json(p.error_message(p.ErrorCode.RENDER_FAILED, out.message))
+
+    async def brood_sender(self) -> None:
+        while True:
+            data = await self._brood_frames.get()
+            async with self._send_lock:
+                if isinstance(data, bytes):
+                    await self.ws.send_bytes(data)
+                else:
+                    await self.ws.send_text(data)
+
+    # ------------------------------------------------------------------ broods
+    async def evolve(self, msg: p.EvolveMsg) -> None:
+        s = self.state
+        self._drawing = [t for t in self._drawing if not t.done()]
+        if len(self._drawing) >= self.broods.capacity:
+            raise p.ProtocolError(p.ErrorCode.TOO_LARGE,
+                                  f"{len(self._drawing)} broods are still being drawn (limit max_broods); wait for their frames")
+        cursor = Cursor(s.scene, s.x, s.y, s.settings.blend)
+        template = s.scene.template if s.scene is not None else None
+        brood = await self.breeder.evolution.breed(msg.parents, msg.count, msg.mutation, msg.seed, s.settings,
+                                                   template=template, cursor=cursor)
+        self.broods.add(brood)
+        await self.send_json(brood.message())  # before any of its frames
+        self._drawing.append(asyncio.create_task(self._draw(brood), name=f"brood-{brood.id}"))
+
+    async def _draw(self, brood: Brood) -> None:
+        async with self._draw_lock:
+            try:
+                async for out in self.breeder.evolution.draw(brood, self.session):
+                    self._brood_frames.put_nowait(frame_message(out))
+            except RuntimeError as e:  # the render failed (or the loop stopped)
+                msg = p.error_message(p.ErrorCode.RENDER_FAILED, f"brood {brood.id}: {e}")
+                self._brood_frames.put_nowait(json.dumps({**msg, "in_reply_to": "evolve"}))
+            except Exception as e:  # noqa: BLE001 — a bug: the client hears of it, the log has the trace
+                log.exception("drawing brood %s failed", brood.id)
+                msg = p.error_message(p.ErrorCode.INTERNAL, f"brood {brood.id}: internal error ({type(e).__name__})")
+                self._brood_frames.put_nowait(json.dumps({**msg, "in_reply_to": "evolve"}))
+
+    async def select(self, msg: p.SelectMsg) -> None:
+        brood = self.broods.get(msg.brood)
+        for info in await self.breeder.evolution.select(brood, msg.children):
+            await self.send_json(p.genome_message(info))
 
     # ------------------------------------------------------------------ receiving
     async def receiver(self) -> None:
@@ -153,6 +202,10 @@ class PadSocket:
             await self.send_json(p.genome_message(info))
         elif isinstance(msg, p.RecordMsg):
             await self.record(msg.action)
+        elif isinstance(msg, p.EvolveMsg):
+            await self.evolve(msg)
+        elif isinstance(msg, p.SelectMsg):
+            await self.select(msg)
 
     async def record(self, action: str) -> None:
         s = self.state
@@ -192,7 +245,8 @@ class PadSocket:
     async def run(self) -> None:
         try:
             await self.send_json(p.hello(self.breeder.model_name, self.breeder.limits, self.breeder.warning))
-            tasks = [asyncio.create_task(self.receiver()), asyncio.create_task(self.sender())]
+            tasks = [asyncio.create_task(self.receiver()), asyncio.create_task(self.sender()),
+                     asyncio.create_task(self.brood_sender())]
             done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for t in pending:
                 t.cancel()
@@ -203,4 +257,6 @@ class PadSocket:
         except WebSocketDisconnect:
             pass
         finally:
+            for task in self._drawing:
+                task.cancel()
             self.session.close()

@@ -26,6 +26,11 @@ export const Limits = Object.freeze({
   max_video_jobs: 2,
   max_video_cache_bytes: 2 ** 30,
   max_video_frames: 3600,
+  max_brood_children: 16,
+  max_brood_parents: 4,
+  max_brood_mutation: 1.0,
+  max_broods: 16,
+  max_api_broods: 64,
 });
 
 /** The `code` of an error message: stable strings clients may switch on. */
@@ -41,6 +46,7 @@ export const ErrorCode = Object.freeze({
   BAD_VALUE: "bad_value",
   UNKNOWN_GENOME: "unknown_genome",
   UNKNOWN_WALK: "unknown_walk",
+  UNKNOWN_BROOD: "unknown_brood",
   NO_CORNERS: "no_corners",
   BAD_PROMPT: "bad_prompt",
   BAD_TEMPLATE: "bad_template",
@@ -59,10 +65,12 @@ export const CLIENT_MESSAGES = Object.freeze({
   breed: { required: ["parents"], optional: ["seed", "mutation"] },
   record: { required: ["action"], optional: [] },
   keep: { required: [], optional: ["prompt"] },
+  evolve: { required: ["parents"], optional: ["count", "mutation", "seed"] },
+  select: { required: ["brood", "children"], optional: [] },
 });
 
 /** Message `type`s the server sends as JSON text (frames come as binary). */
-export const SERVER_MESSAGES = Object.freeze(["hello", "settings", "corners", "genome", "walk", "error"]);
+export const SERVER_MESSAGES = Object.freeze(["hello", "settings", "corners", "genome", "walk", "brood", "error"]);
 
 /** How a genome came to be (its `origin`): embedded from a prompt, bred, or kept from the pad. */
 export const GENOME_ORIGINS = Object.freeze(["prompt", "breed", "keep"]);
@@ -144,6 +152,20 @@ export function encodeRecord(action) {
 /** Save the blend at the current position as a genome, with an optional label. */
 export function encodeKeep(prompt = null) {
   return JSON.stringify({ type: "keep", prompt: prompt || null });
+}
+
+/** An evolve parent that stands for the blend at the session's cursor. */
+export const CURSOR = "cursor";
+
+/** Breed a brood of `count` children from 1–4 parents (genome ids or CURSOR); seed null = random. */
+export function encodeEvolve(parents, { count = 9, mutation = 0.2, seed = null } = {}) {
+  if (!Array.isArray(parents) || parents.length < 1) throw new Error("evolve needs 1 to 4 parents");
+  return JSON.stringify({ type: "evolve", parents: [...parents], count, mutation: Number(mutation) || 0, seed: seed ?? null });
+}
+
+/** Keep children of a brood (0-based indices) as genomes. */
+export function encodeSelect(brood, children) {
+  return JSON.stringify({ type: "select", brood, children: [...children] });
 }
 
 // ------------------------------------------------------------------ frames
