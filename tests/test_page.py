@@ -418,7 +418,7 @@ def test_reconnect_restores_the_session(pad: Pad) -> None:
 
 def test_protocol_js_mirrors_protocol_py(pad: Pad) -> None:
     from sdxl_breeder import protocol as p
-    from sdxl_breeder.store import genome_origin
+    from sdxl_breeder.store import ORIGINS
 
     js = pad.js("""async () => {
         const m = await import('/js/protocol.js');
@@ -428,7 +428,7 @@ def test_protocol_js_mirrors_protocol_py(pad: Pad) -> None:
                 GENOME_ORIGINS: m.GENOME_ORIGINS, SERVER_MESSAGES: m.SERVER_MESSAGES,
                 answers: [{type: 'settings'}, {type: 'corners'}, {type: 'walk'}, {type: 'genome', genome: {origin: 'keep'}},
                           {type: 'genome', genome: {origin: 'breed'}}, {type: 'error', in_reply_to: 'move'}, {type: 'error'},
-                          {type: 'hello'}].map(m.answers),
+                          {type: 'hello'}, {type: 'brood'}, {type: 'genome', genome: {origin: 'evolve'}}].map(m.answers),
                 move: JSON.parse(m.encodeMove(0.25, 1, 7)),
                 corners: JSON.parse(m.encodeCorners(['a', {genome: '0123456789abcdef'}, 'c', 'd'], 'x [noken]')),
                 breed: JSON.parse(m.encodeBreed(['0123456789abcdef', 'fedcba9876543210'], {mutation: 0.5}))};
@@ -447,9 +447,8 @@ def test_protocol_js_mirrors_protocol_py(pad: Pad) -> None:
         assert sorted(js["CLIENT_MESSAGES"][kind]["required"]) == sorted(set(required) - {"type"}), kind
         assert sorted(js["CLIENT_MESSAGES"][kind]["optional"]) == sorted(optional), kind
     # which request each reply answers: the page pairs replies (and errors, by in_reply_to) with requests
-    assert js["answers"] == ["settings", "corners", "record", "keep", "breed", "move", None, None]
-    origins = {genome_origin([], None), genome_origin(["0123456789abcdef"], None), genome_origin(["a", "b"], 7)}
-    assert sorted(js["GENOME_ORIGINS"]) == sorted(origins)
+    assert js["answers"] == ["settings", "corners", "record", "keep", "breed", "move", None, None, "evolve", "select"]
+    assert sorted(js["GENOME_ORIGINS"]) == sorted(ORIGINS)
     # what the page builds, the server accepts
     assert p.parse_client_message(json.dumps(js["move"])) == p.MoveMsg(0.25, 1.0, 7)
     assert p.parse_client_message(json.dumps(js["corners"])).template == "x [noken]"

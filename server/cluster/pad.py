@@ -125,6 +125,12 @@ class ClusterPad(PadSocket):
         self._send_lock = asyncio.Lock()
         self.link: WorkerLink | None = None
 
+    async def evolve(self, msg: p.EvolveMsg) -> None:
+        raise p.ProtocolError(p.ErrorCode.BAD_VALUE, "evolve is not available on a cluster yet; run `sdxl-breeder serve` without --ray")
+
+    async def select(self, msg: p.SelectMsg) -> None:
+        raise p.ProtocolError(p.ErrorCode.UNKNOWN_BROOD, "no broods on a cluster: evolve is not available with --ray yet")
+
     def _want_frame(self) -> None:
         s = self.state
         if s.scene is not None and self.link is not None:

@@ -151,23 +151,30 @@ def create_app(
         return Response(data, media_type="image/png" if req.format == "png" else "image/jpeg")
 
     # ------------------------------------------------------------------ broods
+    def _evolution() -> Any:
+        evolution = getattr(breeder, "evolution", None)
+        if evolution is None:  # a cluster's front end has no render loop of its own
+            raise p.ProtocolError(p.ErrorCode.BAD_VALUE, "broods are not available on a cluster yet (serve without --ray)")
+        return evolution
+
     def _brood(request: Request) -> Any:
         try:
             brood_id = p.parse_genome_id(request.path_params["brood_id"], "brood id")
         except p.ProtocolError:
             raise p.ProtocolError(p.ErrorCode.UNKNOWN_BROOD, f"no brood {request.path_params['brood_id'][:40]!r}") from None
-        return breeder.evolution.api_book.get(brood_id)
+        return _evolution().api_book.get(brood_id)
 
     async def create_brood(request: Request) -> Response:
         req = p.parse_brood_request(await _json_body(request, limits), limits)
-        template = None if req.template is None else await breeder.evolution.template(req.template)
+        evolution = _evolution()
+        template = None if req.template is None else await evolution.template(req.template)
         settings = FrameSettings(width=req.width, height=req.height, quality=90)
-        brood = await breeder.evolution.breed(req.parents, req.count, req.mutation, req.seed, settings, template=template)
+        brood = await evolution.breed(req.parents, req.count, req.mutation, req.seed, settings, template=template)
         try:
-            brood.jpegs.extend([out.jpeg async for out in breeder.evolution.draw(brood)])
+            brood.jpegs.extend([out.jpeg async for out in evolution.draw(brood)])
         except RuntimeError as e:
             raise p.ProtocolError(p.ErrorCode.RENDER_FAILED, str(e)) from None
-        breeder.evolution.api_book.add(brood)
+        evolution.api_book.add(brood)
         base = f"/api/broods/{brood.id}/children"
         children = [{"child": i, "url": f"{base}/{i}.jpg"} for i in range(brood.count)]
         return JSONResponse({**brood.message(), "children": children}, status_code=201)
@@ -184,7 +191,7 @@ def create_app(
     async def select_brood(request: Request) -> Response:
         brood = _brood(request)
         children = p.parse_select_request(await _json_body(request, limits), limits)
-        return JSONResponse({"genomes": await breeder.evolution.select(brood, children)}, status_code=201)
+        return JSONResponse({"genomes": await _evolution().select(brood, children)}, status_code=201)
 
     # ------------------------------------------------------------------ walks
     async def create_walk(request: Request) -> Response:

@@ -27,6 +27,7 @@ export function describe(info, byId = new Map()) {
   const parents = info.parents || [];
   const name = (id) => byId.get(id)?.prompt || shortId(id);
   if (isChild(info)) return `child of ${name(parents[0])} × ${name(parents[1])}`;
+  if (info.origin === "evolve") return `evolved from ${parents.map(name).join(" × ")}`;
   if (info.origin === "keep") return `kept from ${parents.map(name).join(", ")}`;
   return `genome ${shortId(info.id)}`;
 }
@@ -61,7 +62,7 @@ function exactness(info) {
 }
 
 export class Gallery extends EventTarget {
-  /** Events: "select" (detail: ids), "breed" (detail: [a, b]), "delete" (detail: id). */
+  /** Events: "select" (detail: ids), "breed" (detail: [a, b]), "delete" (detail: id), "lineage" (detail: id). */
   constructor(list, emptyNote) {
     super();
     this.list = list;
@@ -190,11 +191,15 @@ export class Gallery extends EventTarget {
     if (isChild(info)) {
       lineage = el("div", { class: "lineage", "data-testid": "lineage" }, el("span", { class: "muted" }, "child of"), parentChip(parents[0]),
         el("span", { class: "times", "aria-hidden": "true" }, "×"), parentChip(parents[1]));
+    } else if (info.origin === "evolve") {
+      lineage = el("div", { class: "lineage", "data-testid": "lineage" }, el("span", { class: "muted" }, "evolved from"),
+        ...parents.flatMap((p, i) => (i ? [el("span", { class: "times", "aria-hidden": "true" }, "×"), parentChip(p)] : [parentChip(p)])));
     } else if (info.origin === "keep") {
       lineage = el("div", { class: "lineage", "data-testid": "lineage" }, el("span", { class: "muted" }, "kept from"), ...parents.map(parentChip));
     }
     const meta = [];
-    if (isChild(info)) {
+    if (info.generation) meta.push(`gen ${info.generation}`);
+    if (isChild(info) || info.origin === "evolve") {
       if (info.mutation != null) meta.push(`mutation ${Number(info.mutation).toFixed(2)}`);
       if (info.seed != null) meta.push(`seed ${info.seed}`);
     }
@@ -218,6 +223,8 @@ export class Gallery extends EventTarget {
         el("code", { class: "gid", title: id }, shortId(id)),
         el("a", { class: "noken-link", href: nokenUrl(id), download: `noken-${id}.safetensors`, "data-testid": "noken-link",
           title: "Download as a textual inversion (a noken)", "aria-label": `Download noken ${shortId(id)}` }, "⬇ noken"),
+        el("button", { type: "button", class: "icon", "data-testid": "show-lineage", "aria-label": `Show the line of ${shortId(id)}`,
+          title: "Show its line: parents, their parents, … (Lineage panel)", onclick: () => this._emit("lineage", id) }, "⤴"),
         el("button", { type: "button", class: "icon danger", "data-testid": "delete", "aria-label": `Delete genome ${shortId(id)}`,
           title: "Delete", onclick: () => this._emit("delete", id) }, trashIcon())),
     );

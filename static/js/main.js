@@ -5,7 +5,9 @@
 import { api, wsUrl } from "./api.js";
 import { Corners } from "./corners.js";
 import { $ } from "./dom.js";
+import { Evolve } from "./evolve.js";
 import { GalleryPanel } from "./gallery-panel.js";
+import { Lineage } from "./lineage.js";
 import { Pad } from "./pad.js";
 import * as P from "./protocol.js";
 import { Readouts } from "./readouts.js";
@@ -33,6 +35,11 @@ const pad = new Pad({ root: $("pad"), canvas: $("frame"), cursor: $("cursor"), o
   save();
 } });
 const stream = new Stream({ session, pad, readouts });
+const evolve = new Evolve({ session, gallery: panel.gallery, limits: () => limits, frameUrl: () => $("frame").toDataURL("image/jpeg"),
+  useAsCorner: (i, id) => corners.useGenome(i, id) });
+const lineage = new Lineage({ gallery: panel.gallery });
+evolve.addEventListener("kept", (e) => e.detail.forEach((info) => panel.gallery.add(info)));
+panel.gallery.addEventListener("lineage", (e) => lineage.show(e.detail));
 new Snapshot(() => {
   const shown = stream.lastHeader;
   const reply = corners.reply;
@@ -69,6 +76,7 @@ session.addEventListener("hello", (e) => {
   if (msg.version !== P.PROTOCOL_VERSION) toast(`The server speaks protocol v${msg.version}; this page v${P.PROTOCOL_VERSION}`, "error");
   readouts.hello(msg.model, msg.warning || null);
   panel.hello(limits);
+  evolve.hello(limits);
   // (re)establish the whole session: settings, corners (with the template), then the cursor
   settings.hello(limits, msg.model);
   corners.send();
@@ -81,7 +89,7 @@ session.addEventListener("state", (e) => {
   for (const id of ["keep", "record"]) $(id).disabled = state !== "open";
   if (state !== "open") recorder.lost();
 });
-session.addEventListener("frame", (e) => stream.frame(e.detail));
+session.addEventListener("frame", (e) => (e.detail.header.brood ? evolve.frame(e.detail) : stream.frame(e.detail)));
 session.addEventListener("garbled", (e) => toast(`A garbled frame was dropped: ${e.detail.message}`, "error"));
 session.addEventListener("error", (e) => {
   const msg = e.detail;
@@ -107,6 +115,8 @@ const breeder = (window.breeder = {
   get framesReceived() { return stream.framesReceived; },
   get lastHeader() { return stream.lastHeader; },
   get corners() { return corners.reply; },
+  evolve,
+  lineage,
   get sent() { return session.sent; },
   state: {
     get settings() { return settings.values; },

@@ -72,13 +72,15 @@ export const CLIENT_MESSAGES = Object.freeze({
 /** Message `type`s the server sends as JSON text (frames come as binary). */
 export const SERVER_MESSAGES = Object.freeze(["hello", "settings", "corners", "genome", "walk", "brood", "error"]);
 
-/** How a genome came to be (its `origin`): embedded from a prompt, bred, or kept from the pad. */
-export const GENOME_ORIGINS = Object.freeze(["prompt", "breed", "keep"]);
+/** How a genome came to be (its `origin`): embedded from a prompt, bred, kept from the pad, or a
+ * brood's child selected from an evolve. */
+export const GENOME_ORIGINS = Object.freeze(["prompt", "breed", "keep", "evolve"]);
 
 /**
  * The request type a server message answers: `settings` and `corners` replies their own type, a
- * `genome` its `origin` (breed or keep), a `walk` the record stop, an error its `in_reply_to`
- * (absent for input that was not a message of a known type). null: it answers nothing.
+ * `genome` its `origin` (breed or keep; an evolved one the select), a `brood` the evolve, a `walk`
+ * the record stop, an error its `in_reply_to` (absent for input that was not a message of a known
+ * type). null: it answers nothing.
  */
 export function answers(msg) {
   switch (msg.type) {
@@ -86,7 +88,9 @@ export function answers(msg) {
     case "corners":
       return msg.type;
     case "genome":
-      return msg.genome?.origin ?? null;
+      return msg.genome?.origin === "evolve" ? "select" : msg.genome?.origin ?? null;
+    case "brood":
+      return "evolve";
     case "walk":
       return "record";
     case "error":
@@ -163,7 +167,7 @@ export function encodeEvolve(parents, { count = 9, mutation = 0.2, seed = null }
   return JSON.stringify({ type: "evolve", parents: [...parents], count, mutation: Number(mutation) || 0, seed: seed ?? null });
 }
 
-/** Keep children of a brood (0-based indices) as genomes. */
+/** Keep children of a brood (0-based indices) as genomes: one `genome` reply each. */
 export function encodeSelect(brood, children) {
   return JSON.stringify({ type: "select", brood, children: [...children] });
 }

@@ -58,6 +58,24 @@ export class Session extends EventTarget {
     });
   }
 
+  /** Send a `type` request answered by `n` replies (a select: one genome per child); resolves
+   * with all of them, or rejects with the first refusal (the server refuses before any reply). */
+  requestMany(type, text, n) {
+    if (!this.send(text)) return Promise.reject(new RequestError("closed", "not connected to the server"));
+    if (!this.waiting.has(type)) this.waiting.set(type, []);
+    const queue = this.waiting.get(type);
+    const mine = [];
+    const replies = Array.from({ length: n }, () => new Promise((resolve, reject) => {
+      const waiter = { resolve, reject };
+      mine.push(waiter);
+      queue.push(waiter);
+    }));
+    return Promise.all(replies).catch((e) => {
+      this.waiting.set(type, (this.waiting.get(type) || []).filter((w) => !mine.includes(w))); // they will not come
+      throw e;
+    });
+  }
+
   /** How many `type` requests still wait for their reply. */
   pending(type) {
     return this.waiting.get(type)?.length || 0;
