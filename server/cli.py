@@ -144,7 +144,8 @@ def _serve(args: argparse.Namespace) -> None:
         model=args.model, model_config=args.model_config, device=args.device, dtype=args.dtype, host=args.host, port=args.port,
         max_batch=args.max_batch, data_dir=Path(args.data_dir), token=args.token, insecure=args.insecure,
         allow_origins=tuple(args.allow_origin or ()), allow_hosts=tuple(args.allow_host or ()), log_level="debug" if args.verbose else "info",
-        compile=args.compile, threads=args.threads,
+        compile=args.compile, threads=args.threads, max_sessions=args.max_sessions, max_store_gb=args.max_store_gb,
+        drain_timeout=args.drain_timeout,
     )
     cluster_only = [f"--{k.replace('_', '-')}" for k in RAY_OPTIONS if getattr(args, k) != _SERVE_DEFAULTS.get(k)]
     if cluster_only and not args.ray:
@@ -194,6 +195,20 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         "DATA_DIR/compile-cache for the next start); falls back to uncompiled if it fails",
     )
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 can help on busy shared CPUs)")
+    p.add_argument(
+        "--max-sessions", type=int, default=LIMITS.max_sessions,
+        help=f"most pad sessions open at once; one more is refused with 1013 (default {LIMITS.max_sessions})",
+    )
+    p.add_argument(
+        "--max-store-gb", type=float, default=LIMITS.max_store_bytes / 2**30,
+        help="size of --data-dir beyond which new genomes and walks are refused "
+        f"(default {LIMITS.max_store_bytes / 2**30:g} GiB)",
+    )
+    p.add_argument(
+        "--drain-timeout", type=float, default=LIMITS.drain_timeout_seconds, metavar="SECONDS",
+        help="close a websocket whose client takes no data for this long (default "
+        f"{LIMITS.drain_timeout_seconds:g})",
+    )
     ray = p.add_argument_group("Ray Serve (many GPUs or machines; docs/cluster.md; pip install 'sdxl-breeder[ray]')")
     ray.add_argument("--ray", action="store_true", help="run on Ray Serve: one render worker per GPU, sticky pad sessions, one store")
     ray.add_argument("--address", help="the Ray cluster to join (e.g. auto, or ray://HEAD:10001); default: start a local Ray instance")

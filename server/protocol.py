@@ -38,6 +38,8 @@ class ErrorCode(str, Enum):
     NOT_RECORDING = "not_recording"
     UNAUTHORIZED = "unauthorized"
     BUSY = "busy"
+    RATE_LIMITED = "rate_limited"
+    STORE_FULL = "store_full"
     INTERNAL = "internal"
 
 

@@ -51,6 +51,13 @@ class Limits:
     max_brood_mutation: float = 1.0
     max_broods: int = 16  # broods a websocket session keeps selectable (older ones are forgotten)
     max_api_broods: int = 64  # broods the REST API keeps selectable, for all callers together
+    max_sessions: int = 256  # open pad sessions; one more is closed at once with 1013
+    max_messages_per_second: int = 300  # per session, a second's worth of burst; more are dropped
+    max_over_rate_seconds: float = 5.0  # dropping messages this long closes the socket with 1008
+    max_queued_replies: int = 32  # text replies waiting for a slow reader; more are dropped
+    drain_timeout_seconds: float = 30.0  # a socket whose send buffer stays full this long is closed
+    max_genomes_per_minute: int = 120  # new genomes per session (REST: per client address)
+    max_store_bytes: int = 10 * 2**30  # the data folder; beyond it new genomes and walks are refused
 
     def to_json(self) -> dict[str, int | float]:
         return asdict(self)

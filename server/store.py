@@ -2,7 +2,9 @@
 
 SQLite (`breeder.sqlite3`) holds metadata, lineage, thumbnails (small JPEG BLOBs) and walks; each
 genome's tensors live in `genomes/<id>.safetensors`. A genome's file is written (atomically) and
-synced before its row is committed, so a row never points at a half-written file.
+synced before its row is committed, so a row never points at a half-written file; a file that no
+row names (a crash came between the two) was never acknowledged and is removed at the next start.
+With `max_bytes`, new genomes and walks are refused (`StoreFull`) once the folder holds that much.
 """
 
 from __future__ import annotations
@@ -52,6 +54,10 @@ _WALK_COLS = "id, name, source, created, points, seconds"
 # rows whose file was missing at startup (or vanished later) are hidden, not deleted: the file
 # may come back from a backup, and delete_genome still clears them
 _VISIBLE = "id NOT IN (SELECT id FROM temp.missing)"
+
+
+class StoreFull(RuntimeError):
+    """The data folder holds `max_bytes` or more: new genomes and walks are refused."""
 
 
 class NotFound(KeyError):
@@ -115,10 +121,11 @@ def _walk_row(row: tuple[Any, ...]) -> dict[str, Any]:
 class Store:
     """Thread-safe gallery: one SQLite connection shared by the event loop and worker threads."""
 
-    def __init__(self, data_dir: str | Path) -> None:
+    def __init__(self, data_dir: str | Path, *, max_bytes: int | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.genome_dir = self.data_dir / "genomes"
         self.genome_dir.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
         for tmp in self.genome_dir.glob(".tmp-*"):  # leftovers of saves interrupted by a crash
             log.info("removing unfinished genome file %s", tmp.name)
             tmp.unlink(missing_ok=True)
@@ -128,9 +135,13 @@ class Store:
             self._init_schema()
             self._find_missing()
             self._fill_genealogy()
+            self._sweep_orphans()
         except BaseException:
             self._conn.close()
             raise
+        # bytes of everything in genomes/ (kept up to date by put and delete); SQLite's files are
+        # measured when asked, they are few
+        self._genome_bytes = sum(f.stat().st_size for f in self.genome_dir.iterdir() if f.is_file())
 
     def _init_schema(self) -> None:
         conn = self._conn
@@ -191,6 +202,24 @@ class Store:
         with self._lock:
             return self._generation([str(p) for p in parents])
 
+    def _sweep_orphans(self) -> None:
+        known = {r[0] for r in self._conn.execute("SELECT id FROM genomes")}
+        for path in self.genome_dir.glob("*.safetensors"):
+            if is_valid_id(path.stem) and path.stem not in known:
+                log.info("removing genome file %s: no genome row names it (a crash came between "
+                         "writing the file and committing the row)", path.name)
+                path.unlink(missing_ok=True)
+
+    def size_bytes(self) -> int:
+        """Bytes in the data folder: the genome files and SQLite's database and journal."""
+        sqlite = sum(f.stat().st_size for f in self.data_dir.glob("breeder.sqlite3*") if f.is_file())
+        return self._genome_bytes + sqlite
+
+    def _check_room(self) -> None:
+        if self.max_bytes is not None and (size := self.size_bytes()) >= self.max_bytes:
+            raise StoreFull(f"the gallery is full ({size / 2**20:.1f} MiB of max_store_bytes "
+                            f"{self.max_bytes / 2**20:.1f} MiB); delete genomes or walks to make room")
+
     def _path(self, genome_id: str) -> Path:
         # only validated ids ever become paths: no traversal, no odd names
         if not is_valid_id(genome_id):
@@ -205,14 +234,19 @@ class Store:
     def put_genome(self, genome: Genome, thumbnail: bytes | None = None, *, origin: str | None = None,
                    child: int | None = None) -> dict[str, Any]:
         """Save the file, then the row (re-putting an id updates it); returns genome_info.
-        `origin` overrides the one read from parents and seed ("evolve", with the `child` index)."""
+        `origin` overrides the one read from parents and seed ("evolve", with the `child` index).
+        StoreFull (nothing written) when the folder holds `max_bytes`."""
         if origin is not None and origin not in ORIGINS:
             raise ValueError(f"origin must be one of {', '.join(ORIGINS)}, got {origin!r}")
         if not is_valid_id(genome.id):
             raise GenomeError(f"genome id must be {ID_LENGTH} lowercase hex characters, got {genome.id!r}")
         path = self._path(genome.id)
+        self._check_room()
+        before = path.stat().st_size if path.is_file() else 0
         genome.save(path)
         _fsync(path)  # durable before the row that points at it is committed
+        with self._lock:
+            self._genome_bytes += path.stat().st_size - before
         parents = [str(p) for p in genome.parents]
         row = (genome.id, genome.prompt, json.dumps(parents), genome.seed, float(genome.mutation),
                float(genome.created), int(genome.length), json.dumps(list(genome.widths)),
@@ -296,7 +330,13 @@ class Store:
             self._conn.execute("DELETE FROM lineage WHERE child = ?", (genome_id,))
             self._conn.execute("DELETE FROM temp.missing WHERE id = ?", (genome_id,))
             # the generation stays: children already counted from it, and a line reads the same
-        path.unlink(missing_ok=True)
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            return
+        with self._lock:
+            self._genome_bytes -= size
 
     def thumbnail(self, genome_id: str) -> bytes | None:
         """The JPEG bytes, or None if none was set yet; NotFound if the genome is absent."""
@@ -323,6 +363,7 @@ class Store:
         if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME_CHARS):
             raise WalkError(f"walk name must be text of at most {MAX_NAME_CHARS} characters")
         walk = walk.validate()  # only walks that load back are stored
+        self._check_room()
         text = json.dumps(walk.to_json(), allow_nan=False, separators=(",", ":"))
         info = {"id": new_id(), "name": name, "source": str(source), "created": time.time(),
                 "points": len(walk.points), "seconds": walk.duration}

@@ -1,11 +1,15 @@
-"""The one test launcher for a real `sdxl-breeder serve` subprocess on loopback (Python and page tests)."""
+"""The one test launcher for a real `sdxl-breeder serve` subprocess on loopback (Python and page tests),
+and a raw websocket client for floods."""
 
 from __future__ import annotations
 
+import json
 import os
+import select
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -120,3 +124,97 @@ class LiveServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class RawWebSocket:
+    """A websocket client on a plain blocking socket, for floods: `flood` sends a prebuilt message
+    over and over in big writes from a thread (the kernel blocks it when the server stops reading,
+    so it costs this process almost no CPU), `read_all` parses what the server sends. A client
+    that never calls `read_all` never reads, with a small receive buffer."""
+
+    def __init__(self, port: int, *, rcvbuf: int | None = None) -> None:
+        self.sock = socket.socket()
+        if rcvbuf is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.connect(("127.0.0.1", port))
+        self.sock.sendall(
+            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: c29hay1mbG9vZC1rZXkhIQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        self._buf = b""
+        while b"\r\n\r\n" not in self._buf:
+            chunk = self.sock.recv(4096)
+            assert chunk, "the server closed the connection during the handshake"
+            self._buf += chunk
+        head, self._buf = self._buf.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        self.sent = 0  # messages
+        self.texts: list[dict[str, Any]] = []
+        self.frames = 0
+        self.close: tuple[int, str] | None = None
+        self._flooding: threading.Thread | None = None
+
+    @staticmethod
+    def text_frame(text: str) -> bytes:
+        payload = text.encode()
+        assert len(payload) < 2**16
+        mask = b"\x5a\x17\xc3\x0f"
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        size = bytes([0x80 | len(payload)]) if len(payload) < 126 else bytes([0x80 | 126]) + len(payload).to_bytes(2, "big")
+        return b"\x81" + size + mask + masked
+
+    def flood(self, text: str, *, batch: int = 1000) -> None:
+        """Send `text` as fast as the server takes it, from a thread, until the socket closes."""
+        chunk = self.text_frame(text) * batch
+
+        def run() -> None:
+            try:
+                while True:
+                    self.sock.sendall(chunk)
+                    self.sent += batch
+            except OSError:
+                pass
+
+        self._flooding = threading.Thread(target=run, daemon=True)
+        self._flooding.start()
+
+    def read_all(self, until: Callable[[], bool], timeout: float) -> None:
+        """Read and parse server messages (texts kept, frames counted) until `until()` or a close."""
+        deadline = time.monotonic() + timeout
+        while self.close is None and not until():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout:g} s reading the server's messages")
+            self._parse()
+            # select, not a socket timeout: that would make the flooding thread's sends time out too
+            if not select.select([self.sock], [], [], 0.2)[0]:
+                continue
+            try:
+                chunk = self.sock.recv(65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.close = self.close or (1006, "")
+                return
+            self._buf += chunk
+        self._parse()
+
+    def _parse(self) -> None:
+        while len(self._buf) >= 2:
+            opcode, n = self._buf[0] & 0x0F, self._buf[1] & 0x7F
+            at = 2
+            if n == 126:
+                n, at = int.from_bytes(self._buf[2:4], "big"), 4
+            elif n == 127:
+                n, at = int.from_bytes(self._buf[2:10], "big"), 10
+            if len(self._buf) < at + n:
+                return
+            payload, self._buf = self._buf[at : at + n], self._buf[at + n :]
+            if opcode == 1:
+                self.texts.append(json.loads(payload))
+            elif opcode == 2:
+                self.frames += 1
+            elif opcode == 8:
+                self.close = (int.from_bytes(payload[:2], "big"), payload[2:].decode())
+
+    def abort(self) -> None:
+        self.sock.close()

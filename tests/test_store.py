@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from sdxl_breeder.model.genome import Genome, GenomeError, breed
-from sdxl_breeder.store import NotFound, Store
+from sdxl_breeder.store import NotFound, Store, StoreFull
 from sdxl_breeder.walks.paths import Walk, WalkError, scripted_walk
 
 CORNERS: list[Any] = [{"prompt": "a"}, {"prompt": "b"}, {"genome": "0123456789abcdef"}, {"prompt": "d"}]
@@ -306,3 +306,50 @@ def test_find_prompt_returns_the_newest_plain_genome(tmp_path):
         assert store.find_prompt("a cat") == later.id
         assert store.find_prompt("a dog") is None  # a labelled keep is not a prompt genome
         assert store.find_prompt("nothing") is None
+
+
+def test_orphan_genome_files_are_swept_at_startup(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A crash between a genome's file and its row (or in a delete, between row and file) leaves a
+    file no row names: nobody was told about it, so the next start removes it."""
+    with Store(tmp_path) as s:
+        kept = make_genome("kept")
+        s.put_genome(kept)
+    orphan = make_genome("never acknowledged")
+    orphan.save(tmp_path / "genomes" / f"{orphan.id}.safetensors")  # the file, then the crash
+    other = tmp_path / "genomes" / "notes.txt"
+    other.write_text("not ours to remove")
+    with caplog.at_level(logging.INFO, logger="sdxl_breeder.store"), Store(tmp_path) as s:
+        assert not (tmp_path / "genomes" / f"{orphan.id}.safetensors").exists()
+        assert any(orphan.id in r.getMessage() for r in caplog.records)
+        assert s.has_genome(kept.id) and s.get_genome(kept.id).id == kept.id
+        assert other.exists()
+        assert s.size_bytes() == _folder_bytes(tmp_path)
+
+
+def _folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def test_store_size_cap_refuses_new_genomes_and_walks(tmp_path: Path) -> None:
+    with Store(tmp_path) as s:
+        s.put_genome(make_genome("first"))
+        s.put_walk(make_walk())
+        assert s.size_bytes() == _folder_bytes(tmp_path)
+    room = make_genome("x").embeds[0].numel() * 4 * 6  # a few genomes' worth
+    with Store(tmp_path, max_bytes=_folder_bytes(tmp_path) + room) as s:
+        stored = 1
+        with pytest.raises(StoreFull) as info:
+            for i in range(100):
+                s.put_genome(make_genome(f"g{i}"))
+                stored += 1
+        assert 1 < stored < 100
+        assert "max_store_bytes" in str(info.value) and "delete" in str(info.value)
+        files = sorted(s.genome_dir.iterdir())
+        assert len(files) == stored == s.counts()["genomes"]  # the refused genome left nothing behind
+        with pytest.raises(StoreFull):
+            s.put_walk(make_walk())
+        assert s.counts()["walks"] == 1
+        for info in s.list_genomes()[:2]:  # deleting makes room again
+            s.delete_genome(info["id"])
+        s.put_genome(make_genome("fits again"))
+        assert s.size_bytes() == _folder_bytes(tmp_path)

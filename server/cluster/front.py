@@ -27,6 +27,7 @@ from sdxl_breeder.model.genome import Genome
 from sdxl_breeder.spec import Corner, FrameSettings
 from sdxl_breeder.web.app import Security, create_app, error
 from sdxl_breeder.web.serve import ServeOptions
+from sdxl_breeder.web.quotas import GenomeQuota, counted
 from sdxl_breeder.web.service import ResolvedScene, Service
 
 ALIVE_S = 5.0  # a worker that reported within this many seconds counts as up
@@ -54,21 +55,24 @@ class ClusterBreeder(Service):
         self.warning: str | None = info["warning"]
         self.metrics = FrontMetrics()
 
-    async def genome_for_prompt(self, prompt: str) -> Genome:
-        return await call(self.render_workers.genome_for_prompt.remote(prompt))
+    async def genome_for_prompt(self, prompt: str, quota: GenomeQuota | None = None) -> Genome:
+        return await counted(quota, lambda: call(self.render_workers.genome_for_prompt.remote(prompt)))
 
     async def get_genome(self, genome_id: str) -> Genome:
         return await call(self.render_workers.get_genome.remote(genome_id))
 
-    async def scene(self, corners: Sequence[Corner], template: str | None) -> ResolvedScene:
+    async def scene(self, corners: Sequence[Corner], template: str | None, quota: GenomeQuota | None = None) -> ResolvedScene:
+        # the workers store new corner prompts without saying which were new: not counted here
         ref, replies = await call(self.render_workers.resolve.remote(list(corners), template))
         return ResolvedScene(ref, replies, template)  # the scene by reference: workers build it
 
-    async def breed(self, parents: tuple[str, str], seed: int | None, mutation: float) -> dict[str, Any]:
-        return await call(self.render_workers.breed.remote(parents, seed, mutation))
+    async def breed(self, parents: tuple[str, str], seed: int | None, mutation: float,
+                    quota: GenomeQuota | None = None) -> dict[str, Any]:
+        return await counted(quota, lambda: call(self.render_workers.breed.remote(parents, seed, mutation)))
 
-    async def keep(self, scene: SceneRef, x: float, y: float, blend: str, label: str | None) -> dict[str, Any]:
-        return await call(self.render_workers.keep.remote(scene, x, y, blend, label))
+    async def keep(self, scene: SceneRef, x: float, y: float, blend: str, label: str | None,
+                   quota: GenomeQuota | None = None) -> dict[str, Any]:
+        return await counted(quota, lambda: call(self.render_workers.keep.remote(scene, x, y, blend, label)))
 
     async def textual_inversion(self, genome_id: str) -> bytes:
         return await call(self.render_workers.textual_inversion.remote(genome_id))

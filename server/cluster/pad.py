@@ -16,14 +16,14 @@ import uuid
 from typing import Any
 
 from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from sdxl_breeder import protocol as p
 from sdxl_breeder.cluster.remote import reason
 from sdxl_breeder.cluster.routing import WORKER_KEYWORD
 from sdxl_breeder.cluster.worker import Want
 from sdxl_breeder.engine.loop import Outbox
-from sdxl_breeder.web.ws import PadSocket, PadState
+from sdxl_breeder.web.ws import PadSocket
 
 log = logging.getLogger("sdxl_breeder.cluster")
 
@@ -118,11 +118,8 @@ class ClusterPad(PadSocket):
 
     def __init__(self, ws: WebSocket, breeder: Any) -> None:
         # Not PadSocket.__init__: that makes a session of a local render loop.
-        self.ws = ws
-        self.breeder = breeder
-        self.state = PadState()
+        self._start(ws, breeder)
         self.outbox = Outbox(on_replace=breeder.metrics.dropped.inc)
-        self._send_lock = asyncio.Lock()
         self.link: WorkerLink | None = None
 
     async def evolve(self, msg: p.EvolveMsg) -> None:
@@ -150,17 +147,7 @@ class ClusterPad(PadSocket):
         self.link = WorkerLink(self.breeder.render_workers, self.outbox)
         self.breeder.metrics.sessions.inc()
         try:
-            await self.send_json(p.hello(self.breeder.model_name, self.breeder.limits, self.breeder.warning))
-            tasks = [asyncio.create_task(self.receiver()), asyncio.create_task(self.sender())]
-            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for t in pending:
-                t.cancel()
-            for t in done:
-                exc = t.exception()
-                if exc is not None and not isinstance(exc, (WebSocketDisconnect, RuntimeError)):
-                    log.warning("websocket session ended: %r", exc)
-        except WebSocketDisconnect:
-            pass
+            await self.converse()
         finally:
             self.breeder.metrics.sessions.dec()
             await self.link.close()

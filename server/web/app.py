@@ -28,6 +28,7 @@ from sdxl_breeder.spec import FrameSettings
 from sdxl_breeder.walks.cache import VideoSpec
 from sdxl_breeder.walks.paths import Walk, WalkError
 from sdxl_breeder.web.security import Security, SecurityMiddleware, error_response
+from sdxl_breeder.web.quotas import ClientQuotas, GenomeQuota, SessionSlots
 from sdxl_breeder.web.service import Breeder
 from sdxl_breeder.web.videos import WalkVideos
 from sdxl_breeder.web.ws import PadSocket
@@ -36,6 +37,8 @@ log = logging.getLogger("sdxl_breeder.app")
 
 PAGE_DIR = str(importlib.resources.files("sdxl_breeder.static"))  # static/ in a checkout, package data in a wheel
 
+TRY_AGAIN_LATER = 1013
+
 STATUS = {
     p.ErrorCode.UNKNOWN_GENOME: 404,
     p.ErrorCode.UNKNOWN_WALK: 404,
@@ -43,6 +46,8 @@ STATUS = {
     p.ErrorCode.UNAUTHORIZED: 401,
     p.ErrorCode.TOO_LARGE: 413,
     p.ErrorCode.BUSY: 429,
+    p.ErrorCode.RATE_LIMITED: 429,
+    p.ErrorCode.STORE_FULL: 507,
     p.ErrorCode.RENDER_FAILED: 500,
     p.ErrorCode.INTERNAL: 500,
 }
@@ -105,13 +110,18 @@ def create_app(
 ) -> Starlette:
     limits = breeder.limits
     videos = WalkVideos(breeder)
+    sessions = SessionSlots(limits.max_sessions)
+    quotas = ClientQuotas(limits.max_genomes_per_minute)
+
+    def quota(request: Request) -> GenomeQuota:
+        return quotas.get(request.client.host if request.client else "")
 
     # ------------------------------------------------------------------ genomes
     async def create_genome(request: Request) -> Response:
         body = await _json_body(request, limits)
         if not isinstance(body, dict) or set(body) != {"prompt"}:
             raise p.ProtocolError(p.ErrorCode.BAD_VALUE, 'the body must be {"prompt": "..."}')
-        return JSONResponse(await breeder.create_genome(p.parse_prompt(body["prompt"], limits)), status_code=201)
+        return JSONResponse(await breeder.create_genome(p.parse_prompt(body["prompt"], limits), quota(request)), status_code=201)
 
     async def list_genomes(request: Request) -> Response:
         limit = _query_int(request, "limit", 200, 1, 1000)
@@ -140,7 +150,7 @@ def create_app(
 
     async def breed(request: Request) -> Response:
         msg = p.parse_breed_request(await _json_body(request, limits), limits)
-        return JSONResponse(await breeder.breed(msg.parents, msg.seed, msg.mutation), status_code=201)
+        return JSONResponse(await breeder.breed(msg.parents, msg.seed, msg.mutation, quota(request)), status_code=201)
 
     async def render(request: Request) -> Response:
         req = p.parse_render_request(await _json_body(request, limits), limits)
@@ -235,7 +245,13 @@ def create_app(
 
     async def websocket(ws: WebSocket) -> None:
         await ws.accept()  # SecurityMiddleware has checked the host, the token and the origin
-        await pad_socket(ws, breeder).run()
+        if not sessions.try_open():  # full: accepted, then closed with 1013 ("try again later") and why
+            await ws.close(code=TRY_AGAIN_LATER, reason=sessions.refusal())
+            return
+        try:
+            await pad_socket(ws, breeder).run()
+        finally:
+            sessions.close()
 
     # ------------------------------------------------------------------ wiring
     routes = [

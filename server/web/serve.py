@@ -40,6 +40,9 @@ class ServeOptions:
     log_level: str = "info"
     compile: bool = False
     threads: int | None = None
+    max_sessions: int = 256
+    max_store_gb: float = 10.0
+    drain_timeout: float = 30.0
 
 
 class ServeError(RuntimeError):
@@ -158,11 +161,18 @@ def serve(opts: ServeOptions) -> None:
     from sdxl_breeder.protocol import Limits
     from sdxl_breeder.model.renderer import Renderer
     from sdxl_breeder.web.service import Breeder
+    from sdxl_breeder.web.sockets import SHUTDOWN_GRACE_S, websocket_protocol
     from sdxl_breeder.store import Store
 
     check_security(opts)
     if not 1 <= opts.max_batch <= 64:
         raise ServeError("--max-batch must be within [1, 64]")
+    if opts.max_sessions < 1:
+        raise ServeError("--max-sessions must be at least 1")
+    if not opts.max_store_gb > 0:
+        raise ServeError("--max-store-gb must be positive")
+    if not opts.drain_timeout > 0:
+        raise ServeError("--drain-timeout must be positive")
     if opts.threads is not None:
         if opts.threads < 1:
             raise ServeError("--threads must be at least 1")
@@ -181,8 +191,9 @@ def serve(opts: ServeOptions) -> None:
             log.warning("%s", line)
     renderer = Renderer(model)
     loop = RenderLoop(renderer, max_batch=opts.max_batch)
-    store = Store(opts.data_dir)
-    limits = Limits(max_batch=opts.max_batch)
+    limits = Limits(max_batch=opts.max_batch, max_sessions=opts.max_sessions,
+                    max_store_bytes=int(opts.max_store_gb * 2**30), drain_timeout_seconds=opts.drain_timeout)
+    store = Store(opts.data_dir, max_bytes=limits.max_store_bytes)
     breeder = Breeder(renderer, loop, store, limits, model.warning)
     loop.start()
     if opts.compile:
@@ -210,6 +221,8 @@ def serve(opts: ServeOptions) -> None:
         ws_max_size=limits.max_message_bytes,
         ws_ping_interval=20,
         ws_per_message_deflate=False,  # frames are JPEG: deflating them again only costs time
+        ws=websocket_protocol(limits.drain_timeout_seconds),  # stalled readers are cut off
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,  # shutdown ends whatever the clients do
         lifespan="on",
         # h11 caps an incomplete request's head; idle and half-sent heads are closed after a timeout
         http=http_protocol(),

@@ -24,8 +24,9 @@ from sdxl_breeder.protocol import PROTOCOL_VERSION, Corner, ErrorCode, Limits, P
 from sdxl_breeder.model.renderer import Renderer
 from sdxl_breeder.model.scene import Scene, SceneError, scene_from_corners
 from sdxl_breeder.spec import FrameSettings
-from sdxl_breeder.store import NotFound, Store
+from sdxl_breeder.store import NotFound, Store, StoreFull
 from sdxl_breeder.walks.paths import Walk, WalkPoint
+from sdxl_breeder.web.quotas import GenomeQuota
 
 log = logging.getLogger("sdxl_breeder.service")
 
@@ -48,13 +49,13 @@ class Service:
     model_name: str
     warning: str | None
 
-    async def genome_for_prompt(self, prompt: str) -> Genome:
+    async def genome_for_prompt(self, prompt: str, quota: GenomeQuota | None = None) -> Genome:
         raise NotImplementedError
 
     async def get_genome(self, genome_id: str) -> Genome:
         raise NotImplementedError
 
-    async def scene(self, corners: Sequence[Corner], template: str | None) -> ResolvedScene:
+    async def scene(self, corners: Sequence[Corner], template: str | None, quota: GenomeQuota | None = None) -> ResolvedScene:
         raise NotImplementedError
 
     async def render(self, resolved: Any, x: float, y: float, settings: FrameSettings) -> np.ndarray:
@@ -64,8 +65,8 @@ class Service:
         return {"model": self.model_name, "warning": self.warning, "limits": self.limits.to_json(), "version": PROTOCOL_VERSION}
 
     # ------------------------------------------------------------------ genomes
-    async def create_genome(self, prompt: str) -> dict[str, Any]:
-        genome = await self.genome_for_prompt(prompt)
+    async def create_genome(self, prompt: str, quota: GenomeQuota | None = None) -> dict[str, Any]:
+        genome = await self.genome_for_prompt(prompt, quota)
         return await self.genome_info(genome.id)
 
     async def list_genomes(self, limit: int, offset: int) -> list[dict[str, Any]]:
@@ -88,7 +89,10 @@ class Service:
         """Store a walk whose genome corners all exist."""
         for gid in walk.genome_ids():
             await self.get_genome(gid)
-        return await asyncio.to_thread(self.store.put_walk, walk, source=source)
+        try:
+            return await asyncio.to_thread(self.store.put_walk, walk, source=source)
+        except StoreFull as e:
+            raise ProtocolError(ErrorCode.STORE_FULL, str(e)) from None
 
     async def list_walks(self) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self.store.list_walks)
@@ -148,7 +152,16 @@ class Breeder(Service):
         return encoder(self.metrics_registry), content_type
 
     # ------------------------------------------------------------------ genomes
-    async def genome_for_prompt(self, prompt: str) -> Genome:
+    async def _store_genome(self, genome: Genome, quota: GenomeQuota | None) -> dict[str, Any]:
+        try:
+            info = await asyncio.to_thread(self.store.put_genome, genome)
+        except StoreFull as e:
+            raise ProtocolError(ErrorCode.STORE_FULL, str(e)) from None
+        if quota is not None:
+            quota.spend()
+        return info
+
+    async def genome_for_prompt(self, prompt: str, quota: GenomeQuota | None = None) -> Genome:
         # A prompt is embedded and stored once; the store finds it again (also after a restart).
         known = await asyncio.to_thread(self.store.find_prompt, prompt)
         if known is not None:
@@ -158,11 +171,13 @@ class Breeder(Service):
                 return genome
             except (NotFound, GenomeError):
                 pass  # deleted meanwhile, or made by another model: embed anew
+        if quota is not None:
+            quota.check()
         try:
             genome = await self.loop.run(lambda: self.renderer.genome_from_prompt(prompt))
         except GenomeError as e:
             raise ProtocolError(ErrorCode.BAD_PROMPT, str(e)) from None
-        await asyncio.to_thread(self.store.put_genome, genome)
+        await self._store_genome(genome, quota)
         return genome
 
     async def get_genome(self, genome_id: str) -> Genome:
@@ -176,14 +191,14 @@ class Breeder(Service):
             raise ProtocolError(ErrorCode.UNKNOWN_GENOME, str(e)) from None
         return genome
 
-    async def resolve_corner(self, corner: Corner) -> Genome:
+    async def resolve_corner(self, corner: Corner, quota: GenomeQuota | None = None) -> Genome:
         if corner.genome is not None:
             return await self.get_genome(corner.genome)
         assert corner.prompt is not None
-        return await self.genome_for_prompt(corner.prompt)
+        return await self.genome_for_prompt(corner.prompt, quota)
 
-    async def scene(self, corners: Sequence[Corner], template: str | None) -> ResolvedScene:
-        genomes = [await self.resolve_corner(c) for c in corners]  # stored, or embedded and stored
+    async def scene(self, corners: Sequence[Corner], template: str | None, quota: GenomeQuota | None = None) -> ResolvedScene:
+        genomes = [await self.resolve_corner(c, quota) for c in corners]  # stored, or embedded and stored
         try:
             scene = await self.loop.run(lambda: scene_from_corners(self.renderer, corners, template, genomes))
         except (SceneError, GenomeError) as e:
@@ -192,17 +207,23 @@ class Breeder(Service):
         replies = [{"genome": g.id, "prompt": g.prompt} for g in genomes]
         return ResolvedScene(scene, replies, template)
 
-    async def breed(self, parents: tuple[str, str], seed: int | None, mutation: float) -> dict[str, Any]:
+    async def breed(self, parents: tuple[str, str], seed: int | None, mutation: float,
+                    quota: GenomeQuota | None = None) -> dict[str, Any]:
+        if quota is not None:
+            quota.check()
         a, b = [await self.get_genome(p) for p in parents]
         try:
             child = breed(a, b, seed=seed, mutation=mutation, table_std=self.renderer.table_std)
         except GenomeError as e:
             raise ProtocolError(ErrorCode.BAD_VALUE, str(e)) from None
-        return await asyncio.to_thread(self.store.put_genome, child)
+        return await self._store_genome(child, quota)
 
-    async def keep(self, scene: Scene, x: float, y: float, blend: str, label: str | None) -> dict[str, Any]:
+    async def keep(self, scene: Scene, x: float, y: float, blend: str, label: str | None,
+                   quota: GenomeQuota | None = None) -> dict[str, Any]:
+        if quota is not None:
+            quota.check()
         genome = scene.genome_at(x, y, blend, prompt=label)
-        return await asyncio.to_thread(self.store.put_genome, genome)
+        return await self._store_genome(genome, quota)
 
     async def textual_inversion(self, genome_id: str) -> bytes:
         genome = await self.get_genome(genome_id)

@@ -1,8 +1,11 @@
 """The websocket endpoint: one pad session per socket (protocol v1, docs/protocol.md).
 
-A receiver and a sender run side by side; when one ends the other is cancelled, and `finally`
-always closes the render-loop session. The receiver only submits wanted frames; the sender awaits
-the session's newest result and turns it into a binary frame message (or an error).
+A receiver and two senders run side by side; when one ends the others are cancelled, and
+`finally` always closes the render-loop session. The receiver only submits wanted frames and never
+waits on the socket: messages over the session's rate are dropped before they are parsed, and
+replies go to a bounded queue (a reader that falls behind loses the newest ones, not the server's
+memory). One sender awaits the session's newest result and turns it into a binary frame message
+(or an error); the other sends the queued replies.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -21,10 +25,12 @@ from sdxl_breeder.engine.loop import FrameJob, FrameOutput, LoopStopped, RenderF
 from sdxl_breeder.model.scene import Scene
 from sdxl_breeder.web.broods import Brood, BroodBook, Cursor
 from sdxl_breeder.spec import FrameSettings
+from sdxl_breeder.web.quotas import Admit, GenomeQuota, MessageRate
 from sdxl_breeder.web.service import Breeder
 from sdxl_breeder.walks.paths import WALK_FORMAT, WALK_VERSION, Walk
 
 log = logging.getLogger("sdxl_breeder.ws")
+POLICY_VIOLATION = 1008
 
 
 @dataclass
@@ -63,22 +69,58 @@ def frame_message(out: FrameOutput, extra: dict[str, Any] | None = None) -> byte
     return p.encode_frame(header, out.jpeg, extra)
 
 
+class Replies:
+    """The text replies waiting for the socket: at most `limit`; one more is dropped (and counted)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.dropped = 0
+        self._items: deque[str] = deque()
+        self._ready = asyncio.Event()
+
+    def put(self, text: str) -> None:
+        if len(self._items) >= self.limit:
+            self.dropped += 1
+            return
+        self._items.append(text)
+        self._ready.set()
+
+    async def get(self) -> str:
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()
+
+
 class PadSocket:
     def __init__(self, ws: WebSocket, breeder: Breeder) -> None:
+        self._start(ws, breeder)
+        self.session = breeder.open_session()
+
+    def _start(self, ws: WebSocket, breeder: Any) -> None:
+        """The protocol side of a pad socket: its state and its quotas (also a cluster pad's)."""
         self.ws = ws
         self.breeder = breeder
         self.state = PadState()
+        limits = breeder.limits
+        self.genome_quota = GenomeQuota(limits.max_genomes_per_minute)
+        self.rate = MessageRate(limits.max_messages_per_second, limits.max_over_rate_seconds)
+        self.replies = Replies(limits.max_queued_replies)
         self.broods = BroodBook(breeder.limits.max_broods)
         self._brood_frames: asyncio.Queue[bytes | str] = asyncio.Queue()  # every child's frame is sent
         self._drawing: list[asyncio.Task[None]] = []
         self._draw_lock = asyncio.Lock()  # a session's broods are drawn one after another
         self._send_lock = asyncio.Lock()
-        self.session = breeder.open_session()
 
     # ------------------------------------------------------------------ sending
     async def send_json(self, msg: dict[str, Any]) -> None:
-        async with self._send_lock:
-            await self.ws.send_text(json.dumps(msg))
+        self.replies.put(json.dumps(msg))  # never waits for the socket
+
+    async def text_sender(self) -> None:
+        while True:
+            text = await self.replies.get()
+            async with self._send_lock:
+                await self.ws.send_text(text)
 
     async def sender(self) -> None:
         while True:
@@ -139,6 +181,15 @@ class PadSocket:
             message = await self.ws.receive()
             if message["type"] == "websocket.disconnect":
                 return
+            admit = self.rate.admit()  # before parsing: a flood costs as little as it can
+            if admit is not Admit.OK:
+                if admit is Admit.CLOSE:
+                    await self.ws.close(POLICY_VIOLATION, self.rate.refusal())
+                    return
+                if admit is Admit.WARN:
+                    await self.send_json(p.error_message(p.ErrorCode.RATE_LIMITED, self.rate.warning()))
+                await asyncio.sleep(self.rate.pause_s)  # read no faster than that: TCP slows the sender
+                continue
             data = message.get("text")
             if data is None:
                 data = message.get("bytes") or b""
@@ -188,17 +239,17 @@ class PadSocket:
             await self.send_json(p.settings_reply(s.settings.to_json()))
             self._want_frame()
         elif isinstance(msg, p.CornersMsg):
-            resolved = await self.breeder.scene(msg.corners, msg.template)
+            resolved = await self.breeder.scene(msg.corners, msg.template, self.genome_quota)
             s.scene, s.corners, s.template = resolved.scene, resolved.corners, resolved.template
             await self.send_json(p.corners_reply(resolved.corners, resolved.template))
             self._want_frame()
         elif isinstance(msg, p.BreedMsg):
-            info = await self.breeder.breed(msg.parents, msg.seed, msg.mutation)
+            info = await self.breeder.breed(msg.parents, msg.seed, msg.mutation, self.genome_quota)
             await self.send_json(p.genome_message(info))
         elif isinstance(msg, p.KeepMsg):
             if s.scene is None:
                 raise p.ProtocolError(p.ErrorCode.NO_CORNERS, "send a corners message before keeping a frame")
-            info = await self.breeder.keep(s.scene, s.x, s.y, s.settings.blend, msg.prompt)
+            info = await self.breeder.keep(s.scene, s.x, s.y, s.settings.blend, msg.prompt, self.genome_quota)
             await self.send_json(p.genome_message(info))
         elif isinstance(msg, p.RecordMsg):
             await self.record(msg.action)
@@ -244,19 +295,22 @@ class PadSocket:
     # ------------------------------------------------------------------ lifetime
     async def run(self) -> None:
         try:
-            await self.send_json(p.hello(self.breeder.model_name, self.breeder.limits, self.breeder.warning))
-            tasks = [asyncio.create_task(self.receiver()), asyncio.create_task(self.sender()),
-                     asyncio.create_task(self.brood_sender())]
-            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for t in pending:
-                t.cancel()
-            for t in done:
-                exc = t.exception()
-                if exc is not None and not isinstance(exc, (WebSocketDisconnect, RuntimeError)):
-                    log.warning("websocket session ended: %r", exc)
-        except WebSocketDisconnect:
-            pass
+            await self.converse()
         finally:
             for task in self._drawing:
                 task.cancel()
             self.session.close()
+
+    async def converse(self) -> None:
+        """hello, then the receiver and the senders until one of them ends (a cluster pad's too)."""
+        await self.send_json(p.hello(self.breeder.model_name, self.breeder.limits, self.breeder.warning))
+        tasks = [asyncio.create_task(t) for t in (self.receiver(), self.sender(), self.text_sender(), self.brood_sender())]
+        try:
+            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in tasks:
+                t.cancel()
+        for t in done:
+            exc = t.exception()
+            if exc is not None and not isinstance(exc, (WebSocketDisconnect, RuntimeError)):
+                log.warning("websocket session ended: %r", exc)

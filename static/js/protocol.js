@@ -31,6 +31,13 @@ export const Limits = Object.freeze({
   max_brood_mutation: 1.0,
   max_broods: 16,
   max_api_broods: 64,
+  max_sessions: 256,
+  max_messages_per_second: 300,
+  max_over_rate_seconds: 5.0,
+  max_queued_replies: 32,
+  drain_timeout_seconds: 30.0,
+  max_genomes_per_minute: 120,
+  max_store_bytes: 10 * 2 ** 30,
 });
 
 /** The `code` of an error message: stable strings clients may switch on. */
@@ -54,6 +61,8 @@ export const ErrorCode = Object.freeze({
   NOT_RECORDING: "not_recording",
   UNAUTHORIZED: "unauthorized",
   BUSY: "busy",
+  RATE_LIMITED: "rate_limited",
+  STORE_FULL: "store_full",
   INTERNAL: "internal",
 });
 
