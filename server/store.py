@@ -216,7 +216,13 @@ class Store:
         return self._genome_bytes + sqlite
 
     def _check_room(self) -> None:
-        if self.max_bytes is not None and (size := self.size_bytes()) >= self.max_bytes:
+        if self.max_bytes is None or self.size_bytes() < self.max_bytes:
+            return
+        # SQLite's write-ahead log only grows between checkpoints (deletes too): fold it into the
+        # database before deciding that the folder is full.
+        with self._lock:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if (size := self.size_bytes()) >= self.max_bytes:
             raise StoreFull(f"the gallery is full ({size / 2**20:.1f} MiB of max_store_bytes "
                             f"{self.max_bytes / 2**20:.1f} MiB); delete genomes or walks to make room")
 
