@@ -418,6 +418,7 @@ def test_reconnect_restores_the_session(pad: Pad) -> None:
 
 def test_protocol_js_mirrors_protocol_py(pad: Pad) -> None:
     from sdxl_breeder import protocol as p
+    from sdxl_breeder.protocol.parse import MESSAGES
     from sdxl_breeder.store import ORIGINS
 
     js = pad.js("""async () => {
@@ -443,7 +444,7 @@ def test_protocol_js_mirrors_protocol_py(pad: Pad) -> None:
     assert js["FRAME_HEADER_FIELDS"] == [f.name for f in fields(p.FrameHeader)]
     # every client message, with the same required and optional fields
     assert sorted(js["CLIENT_MESSAGES"]) == sorted(p.MESSAGE_TYPES)
-    for kind, (_, required, optional) in p._MESSAGES.items():
+    for kind, (_, required, optional) in MESSAGES.items():
         assert sorted(js["CLIENT_MESSAGES"][kind]["required"]) == sorted(set(required) - {"type"}), kind
         assert sorted(js["CLIENT_MESSAGES"][kind]["optional"]) == sorted(optional), kind
     # which request each reply answers: the page pairs replies (and errors, by in_reply_to) with requests

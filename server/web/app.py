@@ -1,6 +1,6 @@
 """The Starlette app: REST routes, the websocket endpoint, the page; the door is web/security.py.
 
-Routes are thin: they validate (protocol.py), call the service (service.py) and shape the reply.
+Routes are thin: they validate (protocol/), call the service (service.py) and shape the reply.
 Errors are JSON `{"type": "error", "code", "message"}` with a 4xx status; never a traceback.
 """
 
