@@ -1,5 +1,7 @@
-"""Scripting client for protocol v1 (docs/protocol.md): `BreederClient` (asyncio); `SyncBreederClient`
-(blocking, for notebooks) is in sync.py; both are exported by `sdxl_breeder.client`. Needs only the protocol module, websockets, PIL and the standard library.
+"""The asyncio scripting client, `BreederClient`: one pad session, its requests and the replies routed back.
+
+`SyncBreederClient` (blocking, for notebooks) is in sync.py; both are exported by `sdxl_breeder.client`.
+Needs only the protocol package, websockets, PIL and the standard library.
 
 Replies carry no request id: JSON replies are matched to requests by order (the server answers one socket's
 requests in the order they were sent), frames to moves by `seq`.
@@ -8,127 +10,24 @@ requests in the order they were sent), frames to moves by `seq`.
 from __future__ import annotations
 
 import asyncio
-import functools
-import io
 import json
 import logging
 import math
-import os
 from collections import deque
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Sequence, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from PIL import Image
-from websockets.asyncio.client import ClientConnection, connect as ws_connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
-from sdxl_breeder.protocol import CORNER_NAMES, PROTOCOL_VERSION, FrameHeader, ProtocolError, decode_frame
+from sdxl_breeder.client.connection import DEFAULT_URL, normalize_url, open_session, redact
+from sdxl_breeder.client.values import Brood, BreederConnectionError, BreederError, Frame
+from sdxl_breeder.protocol import CORNER_NAMES, ProtocolError
+
+__all__ = ["DEFAULT_URL", "Brood", "BreederClient", "BreederConnectionError", "BreederError", "Frame",
+           "normalize_url", "redact"]
 
 log = logging.getLogger("sdxl_breeder.client")
-
-DEFAULT_URL = "ws://127.0.0.1:8000/ws"
-MAX_MESSAGE_BYTES = 64 * 2**20  # a 1024² JPEG at quality 100 can pass websockets' 1 MiB default
-_SCHEMES = {"ws": "ws", "wss": "wss", "http": "ws", "https": "wss"}
-_REFUSED = {401: ": missing or wrong token", 403: ": missing or wrong token, or origin not allowed",
-            404: ": no websocket at this path (the server's is /ws)"}
 T = TypeVar("T")
-
-
-class BreederError(RuntimeError):
-    """The server answered with {"type": "error"}; `code` is stable, `message` is for humans."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-
-class BreederConnectionError(ConnectionError):
-    """The server cannot be reached, refused the websocket, or the connection closed."""
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One binary frame: its header (seq, x, y, seed, width, height, render_ms, batch) and JPEG bytes."""
-
-    header: FrameHeader
-    jpeg: bytes
-
-    @classmethod
-    def decode(cls, data: bytes) -> Frame:
-        """Split a binary websocket message; ProtocolError if it is garbled."""
-        return cls(*decode_frame(data))
-
-    @functools.cached_property
-    def image(self) -> Image.Image:
-        """The decoded picture (decoded on first use, then kept)."""
-        img = Image.open(io.BytesIO(self.jpeg))
-        img.load()
-        return img
-
-    @property
-    def seq(self) -> int:
-        return self.header.seq
-
-    @property
-    def brood(self) -> str | None:
-        """The brood id of a brood child's frame; None for pad frames."""
-        return getattr(self.header, "brood", None)
-
-    @property
-    def child(self) -> int | None:
-        """The child index (0-based) of a brood child's frame; None for pad frames."""
-        return getattr(self.header, "child", None)
-
-    @property
-    def x(self) -> float:
-        return self.header.x
-
-    @property
-    def y(self) -> float:
-        return self.header.y
-
-    def save(self, path: str | Path) -> None:
-        """Write the frame; a .jpg/.jpeg path gets the server's bytes as they are (no re-encoding)."""
-        if Path(path).suffix.lower() in (".jpg", ".jpeg"):
-            Path(path).write_bytes(self.jpeg)
-        else:
-            self.image.save(path)
-
-
-@dataclass(frozen=True)
-class Brood:
-    """An evolve's answer: the brood's id, lineage facts and one frame per child, in child order."""
-
-    id: str
-    generation: int
-    seed: int
-    parents: list[str]
-    mutation: float
-    frames: list[Frame]
-
-    @property
-    def count(self) -> int:
-        return len(self.frames)
-
-
-def normalize_url(url: str) -> str:
-    """ws(s)://host:port/path: http(s) becomes ws(s), a bare "host:port" gets ws://, no path gets /ws."""
-    text = url.strip()
-    parts = urlsplit(text if "://" in text else "ws://" + text)
-    scheme = _SCHEMES.get(parts.scheme.lower())
-    if scheme is None or not parts.hostname:
-        raise ValueError(f"server URL {url!r} must look like ws://HOST:PORT/ws (or wss://, http://, https://)")
-    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") or "/ws", parts.query, ""))
-
-
-def redact(url: str) -> str:
-    """The URL with any ?token= value hidden, for error messages and logs."""
-    parts = urlsplit(url)
-    query = [(k, "***" if k == "token" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-    return urlunsplit(parts._replace(query=urlencode(query, safe="*"))) if query else url
 
 
 class BreederClient:
@@ -166,39 +65,7 @@ class BreederClient:
         """Open the socket and read the server's hello; BreederConnectionError says why not."""
         if self._ws is not None:
             raise RuntimeError("this client is already connected")
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
-        where = self.shown_url
-        try:
-            ws = await ws_connect(self.url, additional_headers=headers, max_size=MAX_MESSAGE_BYTES,
-                                  open_timeout=self.timeout)
-        except InvalidStatus as e:
-            status = e.response.status_code
-            raise BreederConnectionError(f"server at {where} refused the connection (HTTP {status})"
-                                         f"{_REFUSED.get(status, '')}") from None
-        except InvalidURI as e:
-            raise ValueError(f"bad server URL {where}: {e}") from None
-        except InvalidHandshake as e:
-            raise BreederConnectionError(f"server at {where} did not accept a websocket: {e}") from None
-        except TimeoutError:  # before OSError, which it is a kind of
-            raise BreederConnectionError(f"cannot reach server at {where}: no answer within {self.timeout:g} s") from None
-        except OSError as e:
-            raise BreederConnectionError(f"cannot reach server at {where}: is `sdxl-breeder serve` running? "
-                                         f"({os.strerror(e.errno) if e.errno else e})") from None
-        try:
-            hello = json.loads(await asyncio.wait_for(ws.recv(), self.timeout))
-        except (ConnectionClosed, TimeoutError, ValueError, TypeError) as e:
-            await ws.close()
-            if isinstance(e, ConnectionClosed) and e.rcvd is not None and e.rcvd.code == 1008:
-                raise BreederConnectionError(f"server at {where} refused the connection: {e.rcvd.reason}") from None
-            why = "no answer in time" if isinstance(e, TimeoutError) else str(e)
-            raise BreederConnectionError(f"server at {where} sent no hello: {why}") from None
-        version = hello.get("version") if isinstance(hello, dict) and hello.get("type") == "hello" else None
-        if version != PROTOCOL_VERSION:
-            await ws.close()
-            raise BreederConnectionError(f"server at {where} speaks protocol version {version!r}; "
-                                         f"this client speaks {PROTOCOL_VERSION}")
-        if hello.get("warning"):
-            log.warning("server: %s", hello["warning"])
+        ws, hello = await open_session(self.url, self.token, self.timeout)
         self.hello, self._ws, self._frame_event = hello, ws, asyncio.Event()
         self._reader = asyncio.create_task(self._read(), name="breeder-client-reader")
         return self

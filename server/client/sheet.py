@@ -8,7 +8,7 @@ from typing import Sequence
 
 from PIL import Image, ImageDraw
 
-from sdxl_breeder.client.aio import Brood
+from sdxl_breeder.client.values import Brood
 
 GAP = 4  # pixels between and around the pictures
 

@@ -7,7 +7,9 @@ import functools
 import threading
 from typing import Any, Callable, Coroutine, Iterator, TypeVar
 
-from sdxl_breeder.client.aio import DEFAULT_URL, BreederClient, Frame
+from sdxl_breeder.client.aio import BreederClient
+from sdxl_breeder.client.connection import DEFAULT_URL
+from sdxl_breeder.client.values import Frame
 
 T = TypeVar("T")
 
