@@ -1,10 +1,8 @@
-"""The persistent gallery in `--data-dir`: genomes, their lineage and thumbnails, and walks.
+"""Stored genomes: each one's file and row, lineage and generations, thumbnails; repaired at start-up.
 
-SQLite (`breeder.sqlite3`) holds metadata, lineage, thumbnails (small JPEG BLOBs) and walks; each
-genome's tensors live in `genomes/<id>.safetensors`. A genome's file is written (atomically) and
-synced before its row is committed, so a row never points at a half-written file; a file that no
-row names (a crash came between the two) was never acknowledged and is removed at the next start.
-With `max_bytes`, new genomes and walks are refused (`StoreFull`) once the folder holds that much.
+A genome's file is written (atomically) and synced before its row is committed, so a row never
+points at a half-written file; a file that no row names (a crash came between the two) was never
+acknowledged and is removed at the next start.
 """
 
 from __future__ import annotations
@@ -12,68 +10,21 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sqlite3
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
-from sdxl_breeder.model.genome import ID_LENGTH, Genome, GenomeError, is_valid_id, new_id
-from sdxl_breeder.walks.paths import Walk, WalkError
+from sdxl_breeder.model.genome import ID_LENGTH, Genome, GenomeError, is_valid_id
+from sdxl_breeder.store.database import Database, NotFound, page
 
 log = logging.getLogger("sdxl_breeder.store")
 
-SCHEMA_VERSION = 2  # 2: genomes.pool (where the genome pools: [[position, weight], ...])
-MAX_LIST = 1000  # listings are paged; one page never loads the whole gallery
-MAX_NAME_CHARS = 200
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS genomes (
-    id TEXT PRIMARY KEY, prompt TEXT, parents TEXT NOT NULL, seed INTEGER,
-    mutation REAL NOT NULL, created REAL NOT NULL, length INTEGER NOT NULL,
-    widths TEXT NOT NULL, thumbnail BLOB, pool TEXT);
-CREATE INDEX IF NOT EXISTS genomes_created ON genomes (created DESC, id);
-CREATE INDEX IF NOT EXISTS genomes_prompt ON genomes (prompt);
--- one row per (child, parent): indexed child lookup; rows outlive a deleted parent (history)
-CREATE TABLE IF NOT EXISTS lineage (child TEXT NOT NULL, parent TEXT NOT NULL,
-    PRIMARY KEY (child, parent));
-CREATE INDEX IF NOT EXISTS lineage_parent ON lineage (parent);
--- how far down a line a genome is (0: no parents; else 1 + its parents' highest), and, for a
--- brood's child, origin "evolve" and its index in the brood (genomes.seed is the brood's seed)
-CREATE TABLE IF NOT EXISTS genealogy (id TEXT PRIMARY KEY, generation INTEGER NOT NULL,
-    origin TEXT, child INTEGER);
-CREATE TABLE IF NOT EXISTS walks (
-    id TEXT PRIMARY KEY, name TEXT, source TEXT NOT NULL, created REAL NOT NULL,
-    points INTEGER NOT NULL, seconds REAL NOT NULL, walk TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS walks_created ON walks (created DESC, id);
-"""
 _GENOME_COLS = ("id, prompt, parents, seed, mutation, created, length, widths, thumbnail IS NOT NULL, pool,"
                 " generation, origin, child")
 _GENOMES = "genomes LEFT JOIN genealogy USING (id)"  # genomes saved before genealogy get a row at startup
 ORIGINS = ("prompt", "breed", "keep", "evolve")
-_WALK_COLS = "id, name, source, created, points, seconds"
 # rows whose file was missing at startup (or vanished later) are hidden, not deleted: the file
 # may come back from a backup, and delete_genome still clears them
-_VISIBLE = "id NOT IN (SELECT id FROM temp.missing)"
-
-
-class StoreFull(RuntimeError):
-    """The data folder holds `max_bytes` or more: new genomes and walks are refused."""
-
-
-class NotFound(KeyError):
-    """No such genome or walk (or an id that cannot name one); str() is the plain message."""
-
-    def __str__(self) -> str:
-        # KeyError.__str__ would repr() the message, quotes and all
-        return str(self.args[0]) if self.args else "not found"
-
-
-def _page(limit: int, offset: int) -> tuple[int, int]:
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise ValueError(f"limit must be a non-negative integer, got {limit!r}")
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise ValueError(f"offset must be a non-negative integer, got {offset!r}")
-    return min(limit, MAX_LIST), offset
+VISIBLE = "id NOT IN (SELECT id FROM temp.missing)"
 
 
 def _fsync(path: Path) -> None:
@@ -114,25 +65,17 @@ def _pool_json(pool: tuple[tuple[int, float], ...]) -> str:
     return json.dumps([[int(p), float(w)] for p, w in pool])
 
 
-def _walk_row(row: tuple[Any, ...]) -> dict[str, Any]:
-    return dict(zip(("id", "name", "source", "created", "points", "seconds"), row))
-
-
-class Store:
-    """Thread-safe gallery: one SQLite connection shared by the event loop and worker threads."""
+class GenomeShelf(Database):
+    """The genomes of the gallery: files in `genomes/`, rows, lineage and genealogy in SQLite."""
 
     def __init__(self, data_dir: str | Path, *, max_bytes: int | None = None) -> None:
-        self.data_dir = Path(data_dir)
-        self.genome_dir = self.data_dir / "genomes"
+        self.genome_dir = Path(data_dir) / "genomes"
         self.genome_dir.mkdir(parents=True, exist_ok=True)
-        self.max_bytes = max_bytes
         for tmp in self.genome_dir.glob(".tmp-*"):  # leftovers of saves interrupted by a crash
             log.info("removing unfinished genome file %s", tmp.name)
             tmp.unlink(missing_ok=True)
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(self.data_dir / "breeder.sqlite3", check_same_thread=False)
+        super().__init__(Path(data_dir), max_bytes=max_bytes)
         try:
-            self._init_schema()
             self._find_missing()
             self._fill_genealogy()
             self._sweep_orphans()
@@ -142,20 +85,6 @@ class Store:
         # bytes of everything in genomes/ (kept up to date by put and delete); SQLite's files are
         # measured when asked, they are few
         self._genome_bytes = sum(f.stat().st_size for f in self.genome_dir.iterdir() if f.is_file())
-
-    def _init_schema(self) -> None:
-        conn = self._conn
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise RuntimeError(f"{self.data_dir} was written by a newer version "
-                               f"(schema {version}; this build reads {SCHEMA_VERSION})")
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: consistent after a crash
-        if version == 1:  # before the pool column: add it; _find_missing fills it from the files
-            conn.execute("ALTER TABLE genomes ADD COLUMN pool TEXT")
-        conn.executescript(_SCHEMA)
-        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS missing (id TEXT PRIMARY KEY)")
 
     def _find_missing(self) -> None:
         ids = [r[0] for r in self._conn.execute("SELECT id FROM genomes")]
@@ -210,21 +139,8 @@ class Store:
                          "writing the file and committing the row)", path.name)
                 path.unlink(missing_ok=True)
 
-    def size_bytes(self) -> int:
-        """Bytes in the data folder: the genome files and SQLite's database and journal."""
-        sqlite = sum(f.stat().st_size for f in self.data_dir.glob("breeder.sqlite3*") if f.is_file())
-        return self._genome_bytes + sqlite
-
-    def _check_room(self) -> None:
-        if self.max_bytes is None or self.size_bytes() < self.max_bytes:
-            return
-        # SQLite's write-ahead log only grows between checkpoints (deletes too): fold it into the
-        # database before deciding that the folder is full.
-        with self._lock:
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        if (size := self.size_bytes()) >= self.max_bytes:
-            raise StoreFull(f"the gallery is full ({size / 2**20:.1f} MiB of max_store_bytes "
-                            f"{self.max_bytes / 2**20:.1f} MiB); delete genomes or walks to make room")
+    def _file_bytes(self) -> int:
+        return self._genome_bytes
 
     def _path(self, genome_id: str) -> Path:
         # only validated ids ever become paths: no traversal, no odd names
@@ -232,11 +148,6 @@ class Store:
             raise NotFound(f"no genome {genome_id!r}")
         return self.genome_dir / f"{genome_id}.safetensors"
 
-    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._conn.execute(sql, args).fetchall()
-
-    # ------------------------------------------------------------------ genomes
     def put_genome(self, genome: Genome, thumbnail: bytes | None = None, *, origin: str | None = None,
                    child: int | None = None) -> dict[str, Any]:
         """Save the file, then the row (re-putting an id updates it); returns genome_info.
@@ -295,12 +206,12 @@ class Store:
     def has_genome(self, genome_id: str) -> bool:
         if not is_valid_id(genome_id):
             return False
-        return bool(self._query(f"SELECT 1 FROM genomes WHERE id = ? AND {_VISIBLE}", (genome_id,)))
+        return bool(self._query(f"SELECT 1 FROM genomes WHERE id = ? AND {VISIBLE}", (genome_id,)))
 
     def find_prompt(self, prompt: str) -> str | None:
         """The newest genome embedded from exactly this prompt, so a prompt is stored once."""
         rows = self._query(
-            f"SELECT id FROM genomes WHERE prompt = ? AND parents = '[]' AND {_VISIBLE} "
+            f"SELECT id FROM genomes WHERE prompt = ? AND parents = '[]' AND {VISIBLE} "
             "ORDER BY created DESC LIMIT 1",
             (prompt,),
         )
@@ -309,7 +220,7 @@ class Store:
     def genome_info(self, genome_id: str) -> dict[str, Any]:
         """Metadata plus `children`: the ids of genomes that list this one as a parent."""
         self._path(genome_id)
-        rows = self._query(f"SELECT {_GENOME_COLS} FROM {_GENOMES} WHERE id = ? AND {_VISIBLE}",
+        rows = self._query(f"SELECT {_GENOME_COLS} FROM {_GENOMES} WHERE id = ? AND {VISIBLE}",
                            (genome_id,))
         if not rows:
             raise NotFound(f"no genome {genome_id}")
@@ -321,8 +232,8 @@ class Store:
 
     def list_genomes(self, limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
         """Newest first (created, then id); at most MAX_LIST per page."""
-        limit, offset = _page(limit, offset)
-        rows = self._query(f"SELECT {_GENOME_COLS} FROM {_GENOMES} WHERE {_VISIBLE}"
+        limit, offset = page(limit, offset)
+        rows = self._query(f"SELECT {_GENOME_COLS} FROM {_GENOMES} WHERE {VISIBLE}"
                            " ORDER BY created DESC, id LIMIT ? OFFSET ?", (limit, offset))
         return [_genome_row(r) for r in rows]
 
@@ -347,7 +258,7 @@ class Store:
     def thumbnail(self, genome_id: str) -> bytes | None:
         """The JPEG bytes, or None if none was set yet; NotFound if the genome is absent."""
         self._path(genome_id)
-        rows = self._query(f"SELECT thumbnail FROM genomes WHERE id = ? AND {_VISIBLE}",
+        rows = self._query(f"SELECT thumbnail FROM genomes WHERE id = ? AND {VISIBLE}",
                            (genome_id,))
         if not rows:
             raise NotFound(f"no genome {genome_id}")
@@ -358,67 +269,7 @@ class Store:
         if not isinstance(jpeg, (bytes, bytearray, memoryview)):
             raise TypeError(f"thumbnail must be bytes, got {type(jpeg).__name__}")
         with self._lock, self._conn:
-            cur = self._conn.execute(f"UPDATE genomes SET thumbnail = ? WHERE id = ? AND {_VISIBLE}",
+            cur = self._conn.execute(f"UPDATE genomes SET thumbnail = ? WHERE id = ? AND {VISIBLE}",
                                      (bytes(jpeg), genome_id))
             if not cur.rowcount:
                 raise NotFound(f"no genome {genome_id}")
-
-    # ------------------------------------------------------------------ walks
-    def put_walk(self, walk: Walk, *, name: str | None = None, source: str = "api") -> dict[str, Any]:
-        """Validate and store a walk under a new id; returns walk_info."""
-        if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME_CHARS):
-            raise WalkError(f"walk name must be text of at most {MAX_NAME_CHARS} characters")
-        walk = walk.validate()  # only walks that load back are stored
-        self._check_room()
-        text = json.dumps(walk.to_json(), allow_nan=False, separators=(",", ":"))
-        info = {"id": new_id(), "name": name, "source": str(source), "created": time.time(),
-                "points": len(walk.points), "seconds": walk.duration}
-        with self._lock, self._conn:
-            self._conn.execute("INSERT INTO walks VALUES (?, ?, ?, ?, ?, ?, ?)",
-                               (*info.values(), text))
-        return info
-
-    def get_walk(self, walk_id: str) -> Walk:
-        rows = self._walk_query("walk", walk_id)
-        return Walk.from_json(rows[0][0])
-
-    def walk_info(self, walk_id: str) -> dict[str, Any]:
-        return _walk_row(self._walk_query(_WALK_COLS, walk_id)[0])
-
-    def list_walks(self, limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
-        """Newest first (created, then id); at most MAX_LIST per page."""
-        limit, offset = _page(limit, offset)
-        rows = self._query(f"SELECT {_WALK_COLS} FROM walks ORDER BY created DESC, id"
-                           " LIMIT ? OFFSET ?", (limit, offset))
-        return [_walk_row(r) for r in rows]
-
-    def delete_walk(self, walk_id: str) -> None:
-        if not is_valid_id(walk_id):
-            raise NotFound(f"no walk {walk_id!r}")
-        with self._lock, self._conn:
-            if not self._conn.execute("DELETE FROM walks WHERE id = ?", (walk_id,)).rowcount:
-                raise NotFound(f"no walk {walk_id}")
-
-    def _walk_query(self, cols: str, walk_id: str) -> list[tuple[Any, ...]]:
-        if not is_valid_id(walk_id):
-            raise NotFound(f"no walk {walk_id!r}")
-        rows = self._query(f"SELECT {cols} FROM walks WHERE id = ?", (walk_id,))
-        if not rows:
-            raise NotFound(f"no walk {walk_id}")
-        return rows
-
-    # ------------------------------------------------------------------ misc
-    def counts(self) -> dict[str, int]:
-        (genomes,), = self._query(f"SELECT COUNT(*) FROM genomes WHERE {_VISIBLE}")
-        (walks,), = self._query("SELECT COUNT(*) FROM walks")
-        return {"genomes": genomes, "walks": walks}
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
