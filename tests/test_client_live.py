@@ -113,7 +113,7 @@ def _walk(server: LiveServer, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_cli_walk_streams_frames_that_the_walk_file_rerenders(server, renderer, tmp_path):
-    from sdxl_breeder.walks.paths import Walk
+    from sdxl_breeder.walks.walkfile import Walk
     from sdxl_breeder.walks.render import render_walk
     from sdxl_breeder.walks.video import probe, read_video_frames
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from sdxl_breeder.walks.paths import Walk, scripted_walk
+from sdxl_breeder.walks.walkfile import Walk, scripted_walk
 from tests.live import ROOT, LiveServer
 
 DOCS = ROOT / "docs"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from sdxl_breeder.files import atomic_path, current_umask
-from sdxl_breeder.walks.paths import scripted_walk
+from sdxl_breeder.walks.walkfile import scripted_walk
 from sdxl_breeder.walks.video import VideoWriter
 
 

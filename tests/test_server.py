@@ -418,7 +418,7 @@ def test_non_loopback_host_needs_token(capsys):
 async def test_recorded_walk_exports_mp4_and_rerenders_offline(server, renderer, tmp_path):
     from sdxl_breeder.walks.video import probe, read_video_frames
     from sdxl_breeder.walks.render import render_walk, walk_frames
-    from sdxl_breeder.walks.paths import Walk
+    from sdxl_breeder.walks.walkfile import Walk
 
     c = await Client.connect(server.ws)
     await c.setup(size=64, corner_seeds=[1, 2, 3, 4])  # distinct noise per corner: distinct ends

@@ -13,7 +13,8 @@ import torch
 
 from sdxl_breeder.model.genome import Genome, GenomeError, breed
 from sdxl_breeder.store import NotFound, Store, StoreFull
-from sdxl_breeder.walks.paths import Walk, WalkError, scripted_walk
+from sdxl_breeder.walks.paths import WalkError
+from sdxl_breeder.walks.walkfile import Walk, scripted_walk
 
 CORNERS: list[Any] = [{"prompt": "a"}, {"prompt": "b"}, {"genome": "0123456789abcdef"}, {"prompt": "d"}]
 BAD_IDS: list[Any] = ["../../etc/passwd", "ABCDEF0123456789", "", "0123456/89abcdef", "0123456789abcde",

@@ -11,7 +11,8 @@ import pytest
 from sdxl_breeder.cli import main
 from sdxl_breeder.walks.video import probe, read_video_frames
 from sdxl_breeder.walks.render import render_walk, scene_for_walk, write_walk_video
-from sdxl_breeder.walks.paths import Walk, WalkError, scripted_walk
+from sdxl_breeder.walks.paths import WalkError
+from sdxl_breeder.walks.walkfile import Walk, scripted_walk
 
 from tests.conftest import PROMPTS
 from sdxl_breeder.model.renderer import FrameRequest

@@ -10,7 +10,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from sdxl_breeder.walks.paths import scripted_walk
+from sdxl_breeder.walks.walkfile import scripted_walk
 from sdxl_breeder.walks.video import probe
 from tests.live import LiveServer
 from tests.page_helpers import LAUNCH_ARGS, find_chromium

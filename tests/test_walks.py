@@ -1,4 +1,4 @@
-"""Tests for sdxl_breeder.walks.paths: path generators, the walk file format and resampling."""
+"""Tests for sdxl_breeder.walks.paths and walkfile: path generators, the walk file format and resampling."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from sdxl_breeder.walks.paths import (
-    MAX_WALK_FRAMES, PATH_KINDS, Corner, Walk, WalkError, WalkPoint, circle_path,
-    frame_count, line_path, lissajous_path, make_path, polyline_path, random_path, resample,
-    scripted_walk, spline_path,
+    MAX_WALK_FRAMES, PATH_KINDS, WalkError, WalkPoint, circle_path, frame_count, line_path, lissajous_path,
+    make_path, polyline_path, random_path, resample, spline_path,
 )
+from sdxl_breeder.walks.walkfile import Corner, Walk, scripted_walk
 
 KEYPOINTS = [(0.1, 0.2), (0.9, 0.1), (0.8, 0.9), (0.2, 0.7)]
 

@@ -17,7 +17,7 @@ from ray.serve.handle import DeploymentHandle
 from sdxl_breeder.cluster.remote import call_sync
 from sdxl_breeder.model.genome import Genome
 from sdxl_breeder.store import Store
-from sdxl_breeder.walks.paths import Walk
+from sdxl_breeder.walks.walkfile import Walk
 
 WORKER_GONE_S = 30.0  # a worker silent this long is dropped from the statistics
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sdxl_breeder.protocol import checks as c
 from sdxl_breeder.protocol.checks import Check
 from sdxl_breeder.protocol.errors import ErrorCode, ProtocolError

@@ -8,7 +8,8 @@ from typing import Any
 
 from sdxl_breeder.model.genome import is_valid_id, new_id
 from sdxl_breeder.store.database import Database, NotFound, page
-from sdxl_breeder.walks.paths import Walk, WalkError
+from sdxl_breeder.walks.paths import WalkError
+from sdxl_breeder.walks.walkfile import Walk
 
 MAX_NAME_CHARS = 200
 _WALK_COLS = "id, name, source, created, points, seconds"

@@ -1,35 +1,33 @@
-"""Walks: timed cursor paths over the four-corner pad, and the walk file format.
+"""Cursor paths over the four-corner pad: timed points, generated shapes, and resampling to a frame rate.
 
 Pad coordinates are (x, y) in [0, 1]², (0, 0) top-left; corners are TL, TR, BL, BR.
 Pure Python on purpose (no torch/diffusers): the CLI and server validate walks cheaply.
+The walk file (corners, settings and a path) is `walkfile.py`; its names are also importable from here.
 """
 
 from __future__ import annotations
 
 import bisect
-import json
 import math
-import os
 import random
-import re
-from dataclasses import dataclass
 from itertools import accumulate
-from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
-from sdxl_breeder import spec
-from sdxl_breeder.files import atomic_path
-from sdxl_breeder.spec import BLEND_MODES, LIMITS, MAX_SEED, NOKEN, FrameSettings, is_unicode_text
+from sdxl_breeder.spec import LIMITS
 
-WALK_FORMAT = "sdxl-breeder-walk"
-WALK_VERSION = 1
 MAX_WALK_FRAMES = LIMITS.max_record_points  # points of a walk, frames of a path: 10 minutes at 60 fps
 MAX_FPS = LIMITS.max_fps
 PATH_KINDS = ("line", "polyline", "circle", "lissajous", "spline", "random")
-_GENOME_RE = re.compile(r"[0-9a-f]{16}")
-_FIELDS = ("format", "version", "corners", "template", "blend", "seed", "corner_seeds",
-           "width", "height", "points")
 Point = tuple[float, float]
+_WALK_FILE_NAMES = ("WALK_FORMAT", "WALK_VERSION", "Corner", "Walk", "scripted_walk")
+
+
+def __getattr__(name: str) -> Any:
+    """The walk file's names, which lived here before walkfile.py (imported lazily: it imports this)."""
+    if name in _WALK_FILE_NAMES:
+        from sdxl_breeder.walks import walkfile
+        return getattr(walkfile, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class WalkError(ValueError):
@@ -48,7 +46,7 @@ class WalkPoint(NamedTuple):
     y: float
 
 
-def _num(v: Any, name: str, lo: float = -math.inf, hi: float = math.inf) -> float:
+def finite_number(v: Any, name: str, lo: float = -math.inf, hi: float = math.inf) -> float:
     """A finite number within [lo, hi], else WalkError naming `name`."""
     # bool is an int subclass; JSON true must not pass as 1
     if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
@@ -68,9 +66,9 @@ def _lerp(a: Sequence[float], b: Sequence[float], u: float) -> Point:
 
 def frame_count(seconds: float, fps: float) -> int:
     """Validate duration and rate; return round(seconds * fps), at least 1."""
-    if _num(seconds, "seconds") <= 0:
+    if finite_number(seconds, "seconds") <= 0:
         raise WalkError(f"seconds must be a positive number, got {seconds!r}")
-    if not 0 < _num(fps, "fps") <= MAX_FPS:
+    if not 0 < finite_number(fps, "fps") <= MAX_FPS:
         raise WalkError(f"fps must be within (0, {MAX_FPS:g}], got {fps!r}")
     if (frames := seconds * fps) > MAX_WALK_FRAMES:  # compared as a float: 1e308 s must not overflow round()
         raise WalkTooLong(f"{seconds:g} s at {fps:g} fps is {frames:.0f} frames; limit {MAX_WALK_FRAMES}")
@@ -80,7 +78,7 @@ def frame_count(seconds: float, fps: float) -> int:
 def _keypoint(p: Any, name: str) -> Point:
     if isinstance(p, (str, bytes)) or not isinstance(p, Sequence) or len(p) != 2:
         raise WalkError(f"{name} must be an (x, y) pair, got {p!r}")
-    return _num(p[0], f"{name}: x", 0, 1), _num(p[1], f"{name}: y", 0, 1)
+    return finite_number(p[0], f"{name}: x", 0, 1), finite_number(p[1], f"{name}: y", 0, 1)
 
 
 def _keypoints(points: Any, what: str) -> list[Point]:
@@ -123,7 +121,7 @@ def circle_path(seconds: float, fps: float, center: Point = (0.5, 0.5), radius: 
     """Circle from its rightmost point; positive turns run clockwise on screen (y is down)."""
     n = frame_count(seconds, fps)
     cx, cy = _keypoint(center, "center")
-    r, turns = _num(radius, "radius", 0, 1), _num(turns, "turns")
+    r, turns = finite_number(radius, "radius", 0, 1), finite_number(turns, "turns")
     # i/n, not i/(n-1): a closed loop should not show its start frame twice
     return _sample(n, fps, lambda i: (cx + r * math.cos(2 * math.pi * turns * i / n),
                                       cy + r * math.sin(2 * math.pi * turns * i / n)))
@@ -133,7 +131,7 @@ def lissajous_path(seconds: float, fps: float, a: float = 3, b: float = 2,
                    phase: float = math.pi / 2) -> list[WalkPoint]:
     """x = .5 + .5 sin(a·2πs + phase), y = .5 + .5 sin(b·2πs), with s = i/n."""
     n = frame_count(seconds, fps)
-    a, b, phase = _num(a, "a"), _num(b, "b"), _num(phase, "phase")
+    a, b, phase = finite_number(a, "a"), finite_number(b, "b"), finite_number(phase, "phase")
     return _sample(n, fps, lambda i: (0.5 + 0.5 * math.sin(a * 2 * math.pi * i / n + phase),
                                       0.5 + 0.5 * math.sin(b * 2 * math.pi * i / n)))
 
@@ -158,7 +156,7 @@ def spline_path(points: Sequence[Point], seconds: float, fps: float) -> list[Wal
 def random_path(seconds: float, fps: float, seed: int, step: float = 0.05,
                 start: Point = (0.5, 0.5)) -> list[WalkPoint]:
     """Seeded random walk: `step` per frame in a random direction, reflected at the borders."""
-    n, step = frame_count(seconds, fps), _num(step, "step", 0, 1)
+    n, step = frame_count(seconds, fps), finite_number(step, "step", 0, 1)
     x, y = _keypoint(start, "start")
     rng, out = random.Random(seed), [WalkPoint(0.0, x, y)]
     for i in range(1, n):
@@ -212,192 +210,3 @@ def resample(points: Sequence[WalkPoint | Sequence[float]], fps: float,
             u = (t - a.t) / (pts[i + 1].t - a.t)
             out.append(WalkPoint(k / fps, *map(_clamp, _lerp(a[1:], pts[i + 1][1:], u))))
     return out
-
-
-@dataclass(frozen=True)
-class Corner(spec.Corner):
-    """A walk file's corner: spec.Corner (a prompt, or a genome id of 16 lowercase hex chars),
-    checked when made and read from CLI text or JSON."""
-
-    def __post_init__(self) -> None:
-        if (self.prompt is None) == (self.genome is None):
-            raise WalkError("a corner must have exactly one of prompt or genome")
-
-    @classmethod
-    def parse(cls, text: str) -> Corner:
-        """CLI text: "genome:<id>", "prompt:<text>", a bare genome id, else a prompt."""
-        for key in ("genome", "prompt"):
-            if text.startswith(key + ":"):
-                return cls.from_json({key: text[len(key) + 1:]})
-        return cls.from_json({"genome" if _GENOME_RE.fullmatch(text) else "prompt": text})
-
-    @classmethod
-    def from_json(cls, obj: Any, where: str = "corner") -> Corner:
-        if not isinstance(obj, dict) or set(obj) not in ({"prompt"}, {"genome"}):
-            raise WalkError(f"{where} must have exactly one field, prompt or genome, got {obj!r}")
-        if "genome" in obj:
-            g = obj["genome"]
-            if not isinstance(g, str) or not _GENOME_RE.fullmatch(g):
-                raise WalkError(f"{where}: genome must be 16 lowercase hex characters, got {g!r}")
-            return cls(genome=g)
-        return cls(prompt=_text(obj["prompt"], f"{where}: prompt"))
-
-    def to_json(self) -> dict[str, str]:
-        return {"genome": self.genome} if self.genome else {"prompt": str(self.prompt)}
-
-
-@dataclass
-class Walk:
-    """A walk file: four corners, how to blend them, and the timed cursor path."""
-
-    corners: list[Corner]
-    points: list[WalkPoint]
-    template: str | None = None
-    blend: str = "lerp"
-    seed: int = 0
-    corner_seeds: list[int] | None = None
-    width: int = 512
-    height: int = 512
-
-    @property
-    def duration(self) -> float:
-        """Seconds from the first to the last point."""
-        return self.points[-1].t - self.points[0].t if self.points else 0.0
-
-    def genome_ids(self) -> list[str]:
-        """Genome ids the corners reference, in corner order, without repeats."""
-        return list(dict.fromkeys(c.genome for c in self.corners if c.genome is not None))
-
-    def settings(self, width: int | None = None, height: int | None = None, quality: int = 90) -> FrameSettings:
-        """How the walk's frames render (its own size unless another is asked for)."""
-        seeds = tuple(self.corner_seeds) if self.corner_seeds is not None else None
-        return FrameSettings(
-            width=self.width if width is None else width, height=self.height if height is None else height,
-            seed=self.seed, blend=self.blend, quality=quality, corner_seeds=seeds,  # type: ignore[arg-type]
-        )
-
-    def validate(self) -> Walk:
-        """A checked copy: raises WalkError if this walk would not load back."""
-        return Walk.from_json(self.to_json())
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "format": WALK_FORMAT, "version": WALK_VERSION,
-            "corners": [c.to_json() for c in self.corners],
-            "template": self.template, "blend": self.blend, "seed": self.seed,
-            "corner_seeds": None if self.corner_seeds is None else list(self.corner_seeds),
-            "width": self.width, "height": self.height,
-            "points": [[p.t, p.x, p.y] for p in self.points],
-        }
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any] | str) -> Walk:
-        """Parse and validate (a dict or JSON text); WalkError names the offending field."""
-        if isinstance(obj, (str, bytes)):
-            try:
-                obj = json.loads(obj)
-            except ValueError as e:
-                raise WalkError(f"walk file is not valid JSON: {e}") from None
-        if not isinstance(obj, dict):
-            raise WalkError("walk file must be a JSON object")
-        if obj.get("format") != WALK_FORMAT:
-            raise WalkError(f"format must be {WALK_FORMAT!r}, got {obj.get('format')!r}")
-        version = obj.get("version")
-        if type(version) is not int or version != WALK_VERSION:  # not 1.0, not true
-            raise WalkError(f"unsupported walk version {version!r} "
-                            f"(this build reads version {WALK_VERSION})")
-        unknown = sorted(set(obj) - set(_FIELDS))
-        if unknown:
-            raise WalkError(f"unknown field {unknown[0]!r} (known: {', '.join(_FIELDS)})")
-        if not isinstance(corners := obj.get("corners"), list) or len(corners) != 4:
-            got = f"{len(corners)} corners" if isinstance(corners, list) else repr(corners)
-            raise WalkError(f"corners must be a list of 4 (TL, TR, BL, BR), got {got}")
-        template = obj.get("template")
-        if template is not None and (found := _text(template, "template").count(NOKEN)) != 1:
-            raise WalkError(f"template must contain exactly one {NOKEN}, found {found}")
-        blend = obj.get("blend", "lerp")
-        if blend not in BLEND_MODES:
-            raise WalkError(f"blend must be one of {', '.join(BLEND_MODES)}, got {blend!r}")
-        seeds = obj.get("corner_seeds")
-        if seeds is not None and (not isinstance(seeds, list) or len(seeds) != 4):
-            raise WalkError(f"corner_seeds must be null or a list of 4 integers, got {seeds!r}")
-        return cls(
-            corners=[Corner.from_json(c, f"corners[{i}]") for i, c in enumerate(corners)],
-            points=_points(obj.get("points")), template=template, blend=blend,
-            seed=_int(obj.get("seed", 0), "seed", 0, MAX_SEED),
-            corner_seeds=None if seeds is None
-            else [_int(s, f"corner_seeds[{i}]", 0, MAX_SEED) for i, s in enumerate(seeds)],
-            width=_int(obj.get("width", 512), "width", LIMITS.min_size, LIMITS.max_size, LIMITS.size_multiple),
-            height=_int(obj.get("height", 512), "height", LIMITS.min_size, LIMITS.max_size, LIMITS.size_multiple))
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Walk:
-        """Read a walk file; error messages start with the file name."""
-        try:
-            return cls.from_json(Path(path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as e:
-            reason = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
-            raise WalkError(f"cannot read walk file {path}: {reason}") from None
-        except WalkError as e:
-            raise WalkError(f"{path}: {e}") from None
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write atomically (temp file in the same folder, then os.replace)."""
-        text = json.dumps(self.validate().to_json(), allow_nan=False, separators=(",", ":"))
-        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def _int(v: Any, name: str, lo: int, hi: int, multiple: int = 1) -> int:
-    if not isinstance(v, int) or isinstance(v, bool):
-        raise WalkError(f"{name} must be an integer, got {v!r}")
-    if not lo <= v <= hi or v % multiple:
-        rule = f"a multiple of {multiple} within" if multiple > 1 else "within"
-        raise WalkError(f"{name} must be {rule} [{lo}, {hi}], got {v}")
-    return v
-
-
-def _text(v: Any, name: str) -> str:
-    if not isinstance(v, str) or not v.strip():
-        raise WalkError(f"{name} must be a non-empty string, got {v!r}")
-    if not is_unicode_text(v):
-        raise WalkError(f"{name} is not valid Unicode text (it holds a lone surrogate)")
-    if len(v) > LIMITS.max_prompt_chars:
-        raise WalkError(f"{name} is {len(v)} characters; the limit is {LIMITS.max_prompt_chars}")
-    return v
-
-
-def _points(raw: Any) -> list[WalkPoint]:
-    if not isinstance(raw, list) or not raw:
-        raise WalkError("points must be a non-empty list of [t, x, y]")
-    if len(raw) > MAX_WALK_FRAMES:
-        raise WalkError(f"points has {len(raw)} entries; the limit is {MAX_WALK_FRAMES}")
-    out: list[WalkPoint] = []
-    for i, p in enumerate(raw):
-        if not isinstance(p, (list, tuple)) or len(p) != 3:
-            raise WalkError(f"points[{i}] must be [t, x, y], got {p!r}")
-        t = _num(p[0], f"points[{i}]: t")
-        x, y = _num(p[1], f"points[{i}]: x", 0, 1), _num(p[2], f"points[{i}]: y", 0, 1)
-        if t < (prev_t := out[-1].t if out else 0.0):
-            rule = "must be >= 0" if i == 0 else f"must not decrease (previous t is {prev_t:g})"
-            raise WalkError(f"points[{i}]: t {rule}, got {t:g}")
-        out.append(WalkPoint(t, x, y))
-    return out
-
-
-def scripted_walk(kind: str, corners: Sequence[Corner | dict[str, Any] | str], *,
-                  seconds: float, fps: float, template: str | None = None,
-                  blend: str = "lerp", seed: int = 0, width: int = 512, height: int = 512,
-                  points: Sequence[Point] | None = None, path_seed: int = 0) -> Walk:
-    """A validated Walk along a generated path; corners may be Corner, dict or CLI text."""
-    if isinstance(corners, (str, bytes)) or len(corners) != 4:
-        raise WalkError("a walk needs exactly 4 corners (TL, TR, BL, BR)")
-    parsed = [c if isinstance(c, Corner) else Corner.parse(c) if isinstance(c, str)
-              else Corner.from_json(c, f"corners[{i}]") for i, c in enumerate(corners)]
-    path = make_path(kind, seconds=seconds, fps=fps, points=points, seed=path_seed)
-    # rest at the end until t = n/fps, so the walk lasts n/fps and renders back to n frames
-    path.append(WalkPoint(len(path) / fps, path[-1].x, path[-1].y))
-    return Walk(corners=parsed, points=path, template=template, blend=blend, seed=seed,
-                width=width, height=height).validate()

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence
 import numpy as np
 
 from sdxl_breeder.spec import LIMITS, FrameSettings
-from sdxl_breeder.walks.paths import MAX_WALK_FRAMES, Walk, WalkError, WalkPoint, WalkTooLong, resample
+from sdxl_breeder.walks.paths import MAX_WALK_FRAMES, WalkError, WalkPoint, WalkTooLong, resample
+from sdxl_breeder.walks.walkfile import Walk
 from sdxl_breeder.walks.video import MAX_GIF_FPS, Frame, VideoWriter, format_for_path
 
 if TYPE_CHECKING:

@@ -26,7 +26,8 @@ from sdxl_breeder import protocol as p
 from sdxl_breeder.engine.loop import encode_image
 from sdxl_breeder.spec import FrameSettings
 from sdxl_breeder.walks.cache import VideoSpec
-from sdxl_breeder.walks.paths import Walk, WalkError
+from sdxl_breeder.walks.paths import WalkError
+from sdxl_breeder.walks.walkfile import Walk
 from sdxl_breeder.web.security import Security, SecurityMiddleware, error_response
 from sdxl_breeder.web.quotas import ClientQuotas, GenomeQuota, SessionSlots
 from sdxl_breeder.web.service import Breeder

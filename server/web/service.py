@@ -25,7 +25,8 @@ from sdxl_breeder.model.renderer import Renderer
 from sdxl_breeder.model.scene import Scene, SceneError, scene_from_corners
 from sdxl_breeder.spec import FrameSettings
 from sdxl_breeder.store import NotFound, Store, StoreFull
-from sdxl_breeder.walks.paths import Walk, WalkPoint
+from sdxl_breeder.walks.paths import WalkPoint
+from sdxl_breeder.walks.walkfile import Walk
 from sdxl_breeder.web.quotas import GenomeQuota
 
 log = logging.getLogger("sdxl_breeder.service")

@@ -13,7 +13,8 @@ from starlette.responses import FileResponse, JSONResponse, Response
 
 from sdxl_breeder import protocol as p
 from sdxl_breeder.walks.cache import Progress, RenderVideo, VideoBusy, VideoCache, VideoSpec
-from sdxl_breeder.walks.paths import Walk, WalkError, WalkTooLong
+from sdxl_breeder.walks.paths import WalkError, WalkTooLong
+from sdxl_breeder.walks.walkfile import Walk
 from sdxl_breeder.walks.render import walk_frames, walk_settings, walk_video
 from sdxl_breeder.web.service import LoopFrames, Service
 

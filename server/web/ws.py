@@ -27,7 +27,7 @@ from sdxl_breeder.web.broods import Brood, BroodBook, Cursor
 from sdxl_breeder.spec import FrameSettings
 from sdxl_breeder.web.quotas import Admit, GenomeQuota, MessageRate
 from sdxl_breeder.web.service import Breeder
-from sdxl_breeder.walks.paths import WALK_FORMAT, WALK_VERSION, Walk
+from sdxl_breeder.walks.walkfile import WALK_FORMAT, WALK_VERSION, Walk
 
 log = logging.getLogger("sdxl_breeder.ws")
 POLICY_VIOLATION = 1008
