@@ -43,7 +43,7 @@ class NotFound(KeyError):
         return str(self.args[0]) if self.args else "not found"
 
 
-def page(limit: int, offset: int) -> tuple[int, int]:
+def _page(limit: int, offset: int) -> tuple[int, int]:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
         raise ValueError(f"limit must be a non-negative integer, got {limit!r}")
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
@@ -102,6 +102,11 @@ class Database:
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             return self._conn.execute(sql, args).fetchall()
+
+    def _newest(self, select: str, limit: int, offset: int) -> list[tuple[Any, ...]]:
+        """One page of `select`'s rows, newest first (created, then id); at most MAX_LIST."""
+        limit, offset = _page(limit, offset)
+        return self._query(f"{select} ORDER BY created DESC, id LIMIT ? OFFSET ?", (limit, offset))
 
     def close(self) -> None:
         with self._lock:

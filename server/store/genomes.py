@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sdxl_breeder.model.genome import ID_LENGTH, Genome, GenomeError, is_valid_id
-from sdxl_breeder.store.database import Database, NotFound, page
+from sdxl_breeder.store.database import Database, NotFound
 
 log = logging.getLogger("sdxl_breeder.store")
 
@@ -232,9 +232,7 @@ class GenomeShelf(Database):
 
     def list_genomes(self, limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
         """Newest first (created, then id); at most MAX_LIST per page."""
-        limit, offset = page(limit, offset)
-        rows = self._query(f"SELECT {_GENOME_COLS} FROM {_GENOMES} WHERE {VISIBLE}"
-                           " ORDER BY created DESC, id LIMIT ? OFFSET ?", (limit, offset))
+        rows = self._newest(f"SELECT {_GENOME_COLS} FROM {_GENOMES} WHERE {VISIBLE}", limit, offset)
         return [_genome_row(r) for r in rows]
 
     def delete_genome(self, genome_id: str) -> None:

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from sdxl_breeder.model.genome import is_valid_id, new_id
-from sdxl_breeder.store.database import Database, NotFound, page
+from sdxl_breeder.store.database import Database, NotFound
 from sdxl_breeder.walks.paths import WalkError
 from sdxl_breeder.walks.walkfile import Walk
 
@@ -45,10 +45,7 @@ class WalkShelf(Database):
 
     def list_walks(self, limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
         """Newest first (created, then id); at most MAX_LIST per page."""
-        limit, offset = page(limit, offset)
-        rows = self._query(f"SELECT {_WALK_COLS} FROM walks ORDER BY created DESC, id"
-                           " LIMIT ? OFFSET ?", (limit, offset))
-        return [_walk_row(r) for r in rows]
+        return [_walk_row(r) for r in self._newest(f"SELECT {_WALK_COLS} FROM walks", limit, offset)]
 
     def delete_walk(self, walk_id: str) -> None:
         if not is_valid_id(walk_id):
