@@ -254,7 +254,7 @@ def _bench(args: argparse.Namespace) -> None:
         batches=args.batches, clients=args.clients, seconds=args.seconds, max_batch=args.max_batch,
         ws_deflate=args.ws_deflate, vae_chunk=args.vae_chunk, json_path=Path(args.json) if args.json else None,
         server=args.server, compile_backend=args.compile_backend, compile_buckets=args.compile_buckets,
-        budget=args.budget, layout_ab=args.layout_ab,
+        budget=args.budget, layout_ab=args.layout_ab, broods=args.broods,
     )
     try:
         bench_main(opts)
@@ -309,6 +309,11 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         "--server", metavar="URL",
         help="run the end-to-end phase against this running server (e.g. ws://HOST:8000/ws of `serve --ray`) "
         "instead of one in this process; frames from a cluster add frames/s per render worker",
+    )
+    p.add_argument(
+        "--broods", type=_int_list, default=(), metavar="LIST",
+        help="also time broods of these sizes (1-16, e.g. 9,16) drawn by websocket evolve against the naive pipeline "
+        "drawing the same children one by one (default: no brood phase)",
     )
     p.add_argument("--json", help="write the results here, after every phase (default bench-MODEL-DEVICE-SIZE-VAE.json)")
     p.set_defaults(func=_bench)

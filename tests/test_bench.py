@@ -94,6 +94,43 @@ def test_bench_budget_skips_what_does_not_fit(tmp_path, capsys):
     assert res["total_s"] < 60
 
 
+def test_bench_brood_phase(tmp_path, capsys):
+    """--broods: each brood drawn by websocket evolve through the server, in batches up to the max
+    batch, and by the naive pipeline one child at a time; every child arrives once, and each is the
+    naive pipeline's picture of that child."""
+    out = tmp_path / "bench.json"
+    code = main(["bench", "--model", "tiny", "--size", "64", "--batches", "1", "--clients", "1", "--seconds", "0.5",
+                 "--max-batch", "4", "--broods", "3,5", "--json", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "brood of  5: last child after" in printed and "broods (evolve through the server, max batch 4)" in printed
+
+    res = json.loads(out.read_text())
+    assert "--broods 3,5" in res["command"] and "skipped" not in res
+    rows = res["runs"][0]["broods"]
+    assert [(b["children"], b["size"], b["rounds"]) for b in rows] == [(3, 64, 3), (5, 64, 3)]
+    for b in rows:
+        n = b["children"]
+        assert b["all_children"] and b["children_received"] == n and b["child_indices"] == list(range(n))
+        assert b["distinct_frames"] == n and b["right_size"]
+        assert b["identical_across_rounds"]  # the same evolve on an idle server: the same bytes
+        # the naive side drew the same children: its images, JPEG-encoded as the server does, match
+        assert b["naive_vs_engine_mean_abs_diff_max"] < 0.5, b
+        for key in ("engine_s_to_last_child", "engine_children_per_s", "naive_s_to_last_child", "naive_children_per_s",
+                    "engine_over_naive"):
+            assert _positive(b[key]), key
+        assert len(b["engine_s_rounds"]) == len(b["naive_s_rounds"]) == 3
+        assert b["engine_over_naive"] == pytest.approx(b["naive_s_to_last_child"] / b["engine_s_to_last_child"], rel=0.02)
+        assert b["engine_children_per_s"] == pytest.approx(n / b["engine_s_to_last_child"], rel=0.02)
+    # one backlog, batched up to the max batch: 3 in one batch, 5 as 4 + 1
+    assert [b["batches"] for b in rows] == [[3], [4, 1]]
+
+
+def test_bench_rejects_a_brood_over_the_limit(capsys):
+    assert main(["bench", "--broods", "9,17"]) == 2
+    assert "--broods" in capsys.readouterr().err
+
+
 def test_targets_say_met_or_missed():
     from sdxl_breeder.bench.report import target_lines
 

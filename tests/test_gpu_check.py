@@ -40,6 +40,8 @@ def test_gpu_check_smoke(tmp_path):
     assert first["layout_ab"]["channels_last"] > 0 and first["layout_ab"]["contiguous"] > 0
     assert first["jpeg"]["pil"]["ms_per_frame"] > 0
     assert all(r["end_to_end"] and r["end_to_end"][0]["frames"] > 0 for r in eager["runs"])
+    # the brood phase: a brood of 3 by evolve, in batches of the max batch 2, every child drawn
+    assert [[(b["children"], b["batches"], b["all_children"]) for b in r["broods"]] for r in eager["runs"]] == [[(3, [2, 1], True)]] * 2
 
     compiled = json.loads((out / "bench-compiled.json").read_text())
     info = compiled["runs"][0]["compile"]

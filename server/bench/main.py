@@ -17,6 +17,9 @@ loaded once and the UNet reused):
    from a cluster name their render worker, and each row adds frames/s per worker.
 4. ratios: renderer at its best batch / naive, end to end / naive.
 
+5. broods (`--broods`, brood.py): a brood of N children by websocket `evolve` through that server,
+   time to the last child and children/s, against the naive pipeline drawing the same children.
+
 Then, once: JPEG encoders (ms per frame), and with `--layout-ab` the eager renderer with
 channels_last vs contiguous. `--budget` bounds the whole run: a phase that does not fit in what
 is left is skipped and listed. The last lines say, per target that applies, met or missed.
@@ -42,6 +45,7 @@ from typing import Any, Callable
 
 log = logging.getLogger("sdxl_breeder.bench")
 
+from sdxl_breeder.bench.brood import check_broods, run_broods  # noqa: E402
 from sdxl_breeder.bench.jpeg import time_encoders  # noqa: E402
 from sdxl_breeder.bench.clients import PROMPTS, BenchError, BenchServer, _r, run_clients, run_clients_apart, summarize_clients  # noqa: E402
 from sdxl_breeder.bench.render import (  # noqa: E402
@@ -81,6 +85,7 @@ class BenchOptions:
     json_path: Path | None = None
     seed: int = 0
     server: str | None = None  # the end-to-end phase against this running server's websocket URL
+    broods: tuple[int, ...] = ()  # brood sizes for the brood phase (none: no brood phase)
 
     def resolved_size(self) -> int:
         return self.size if self.size is not None else (256 if self.model == "tiny" else 512)
@@ -109,6 +114,8 @@ class BenchOptions:
             parts.append("--layout-ab")
         if self.server is not None:
             parts.append(f"--server {self.server}")
+        if self.broods:
+            parts.append(f"--broods {','.join(map(str, self.broods))}")
         return " ".join(parts)
 
     def check(self) -> None:
@@ -128,6 +135,7 @@ class BenchOptions:
             raise BenchError("--vae: list full first (the model loads with its own VAE), e.g. full,tiny")
         if self.budget is not None and self.budget <= 0:
             raise BenchError("--budget must be a positive number of seconds")
+        check_broods(self.broods)
 
 
 def say(msg: str) -> None:
@@ -303,6 +311,8 @@ def _run_vae(opts: BenchOptions, model: Any, vae: str, first: bool, budget: Budg
                 if row["worker_fps"]:
                     say(f"[bench]         per render worker: {per_worker(row)}")
                 budget.write()
+        if opts.broods:  # 5. broods, through a server of their own on the same loop
+            run_broods(opts, renderer, loop, model, budget, run, f"{vae} VAE")
         if first and budget.fits("JPEG encoders", 4):
             # One real frame at 512², the size the JPEG figures are quoted for.
             frame = on_render_thread(lambda: renderer.render([RendererBench(renderer, scene, JPEG_SIZE, 1).request(0)])[0])

@@ -79,6 +79,13 @@ def format_table(res: dict[str, Any]) -> str:
             for r in run["end_to_end"]:
                 st = r.get("stages_ms_per_frame_p50", {})
                 lines.append(f"{r['clients']:7d}   " + "".join(f"{st[s]:14.2f}" if st.get(s) is not None else f"{'–':>14}" for s in STAGE_COLUMNS))
+        if run.get("broods"):
+            lines += [f"broods (evolve through the server, max batch {c['max_batch']}) vs the naive pipeline one child at a time",
+                      "children  batches  last child ms  children/s  naive ms  naive children/s  × naive"]
+            for b in run["broods"]:
+                lines.append(f"{b['children']:8d} {'+'.join(map(str, b['batches'])):>8} {1000 * b['engine_s_to_last_child']:14.1f} "
+                             f"{b['engine_children_per_s']:11.2f} {1000 * b['naive_s_to_last_child']:9.1f} "
+                             f"{b['naive_children_per_s']:17.2f} {b['engine_over_naive']:8.2f}")
         if run.get("jpeg"):
             lines.append("JPEG ms/frame: " + ", ".join(
                 f"{k} {v['ms_per_frame']:.2f}" if "ms_per_frame" in v else f"{k} n/a" for k, v in run["jpeg"].items()))
