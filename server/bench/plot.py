@@ -69,10 +69,16 @@ def plot(paths: Sequence[Path], out: Path, prefix: str = "cpu") -> list[Path]:
                 if row["mean_batch"]:
                     ax.plot([row["mean_batch"]], [row["fps"] / base], marker="s", ms=8, color=color, ls="none", mfc="none")
                     ax.annotate(f"{row['clients']} cl.", (row["mean_batch"], row["fps"] / base), textcoords="offset points", xytext=(6, -3), fontsize=7, color=color)
+            for row in r.get("broods", []):  # at its mean batch; × its own naive (the same children one by one)
+                x, y = row["children"] / len(row["batches"]), row["engine_over_naive"] if ratio else row["engine_children_per_s"]
+                ax.plot([x], [y], marker="^", ms=8, color=color, ls="none", mfc="none")
+                ax.annotate(f"brood {row['children']}", (x, y), textcoords="offset points", xytext=(6, 3), fontsize=7, color=color)
         if ratio:
             ax.axhline(1.0, color="black", ls=":", lw=1, label="naive stock pipeline (= 1)")
             ax.axhline(2.0, color="grey", ls="--", lw=1, label="target for end to end (2×)")
         ax.plot([], [], marker="s", ms=8, color="grey", ls="none", mfc="none", label="end to end, at its mean batch (label: clients)")
+        if any(r.get("broods") for r in runs):
+            ax.plot([], [], marker="^", ms=8, color="grey", ls="none", mfc="none", label="brood by evolve, at its mean batch (label: children)")
         finish(
             fig, ax, name,
             f"{'Speed-up over the naive pipeline' if ratio else 'Throughput'} vs batch size ({_where(runs[0])})",
