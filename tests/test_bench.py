@@ -117,11 +117,12 @@ def test_bench_brood_phase(tmp_path, capsys):
         # the naive side drew the same children: its images, JPEG-encoded as the server does, match
         assert b["naive_vs_engine_mean_abs_diff_max"] < 0.5, b
         for key in ("engine_s_to_last_child", "engine_children_per_s", "naive_s_to_last_child", "naive_children_per_s",
-                    "engine_over_naive"):
+                    "engine_over_naive", "engine_over_naive_frames"):
             assert _positive(b[key]), key
         assert len(b["engine_s_rounds"]) == len(b["naive_s_rounds"]) == 3
         assert b["engine_over_naive"] == pytest.approx(b["naive_s_to_last_child"] / b["engine_s_to_last_child"], rel=0.02)
         assert b["engine_children_per_s"] == pytest.approx(n / b["engine_s_to_last_child"], rel=0.02)
+        assert b["engine_over_naive_frames"] == pytest.approx(b["engine_children_per_s"] / res["runs"][0]["naive"]["fps"], rel=0.02)
     # one backlog, batched up to the max batch: 3 in one batch, 5 as 4 + 1
     assert [b["batches"] for b in rows] == [[3], [4, 1]]
 

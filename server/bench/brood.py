@@ -121,7 +121,8 @@ async def _brood_rows(opts: BenchOptions, renderer: Any, loop: Any, model: Any, 
     from sdxl_breeder.model.brood import breed_brood
 
     size, max_batch, quality, rounds = opts.resolved_size(), opts.max_batch, opts.quality, ROUNDS
-    per_frame_s = run.get("naive", {}).get("ms_per_frame", 500) / 1000  # for the budget: before any is measured, a guess
+    naive_fps = run.get("naive", {}).get("fps")
+    per_frame_s = 1 / naive_fps if naive_fps else 0.5  # for the budget: if phase 1 was skipped, a guess
     async with BreederClient(uri, timeout=FRAME_TIMEOUT_S) as client:
         await client.settings(width=size, height=size, seed=FRAME_SEED, quality=quality)
         ids = [p.id for p in parents]
@@ -162,6 +163,9 @@ async def _brood_rows(opts: BenchOptions, renderer: Any, loop: Any, model: Any, 
                 "naive_s_to_last_child": _r(base), "naive_s_rounds": [_r(s) for s in naive_s],
                 "naive_children_per_s": _r(count / base),
                 "engine_over_naive": _r(base / engine),
+                # against phase 1's frames/s (the stock pipeline on prompts, before channels_last or
+                # compile), as the bench's other ratios are
+                "engine_over_naive_frames": _r(count / engine / naive_fps) if naive_fps else None,
                 **checks,
                 "identical_across_rounds": all(j == jpegs[0] for j in jpegs),
                 "other_cpu": meter.other_load(),

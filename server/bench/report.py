@@ -81,11 +81,12 @@ def format_table(res: dict[str, Any]) -> str:
                 lines.append(f"{r['clients']:7d}   " + "".join(f"{st[s]:14.2f}" if st.get(s) is not None else f"{'–':>14}" for s in STAGE_COLUMNS))
         if run.get("broods"):
             lines += [f"broods (evolve through the server, max batch {c['max_batch']}) vs the naive pipeline one child at a time",
-                      "children  batches  last child ms  children/s  naive ms  naive children/s  × naive"]
+                      "children  batches  last child ms  children/s  naive ms  naive children/s  × naive  × naive frames/s"]
             for b in run["broods"]:
                 lines.append(f"{b['children']:8d} {'+'.join(map(str, b['batches'])):>8} {1000 * b['engine_s_to_last_child']:14.1f} "
                              f"{b['engine_children_per_s']:11.2f} {1000 * b['naive_s_to_last_child']:9.1f} "
-                             f"{b['naive_children_per_s']:17.2f} {b['engine_over_naive']:8.2f}")
+                             f"{b['naive_children_per_s']:17.2f} {b['engine_over_naive']:8.2f} "
+                             f"{b['engine_over_naive_frames'] or 0:17.2f}")
         if run.get("jpeg"):
             lines.append("JPEG ms/frame: " + ", ".join(
                 f"{k} {v['ms_per_frame']:.2f}" if "ms_per_frame" in v else f"{k} n/a" for k, v in run["jpeg"].items()))
