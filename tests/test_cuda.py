@@ -120,3 +120,46 @@ def test_stage_clock_uses_cuda_events(cuda_renderer, cuda_scene):
         assert cuda_renderer.clock.last["unet"] > 0
     finally:
         cuda_renderer.clock.enabled = False
+
+
+def stages_finite(renderer, frames: list[FrameRequest]) -> dict[str, bool]:
+    """Each stage of one batch checked for NaN/inf before the cast to uint8 could hide it."""
+    height, width = frames[0].settings.height, frames[0].settings.width
+    with torch.inference_mode():
+        embeds_1, embeds_2, pool_weights = renderer._blend(frames)
+        prompt_embeds, pooled = renderer.encode_fn(embeds_1, embeds_2, pool_weights)
+        noise = torch.cat([renderer._frame_noise(f) for f in frames])
+        latents = renderer.denoise_fn(noise, prompt_embeds, pooled, renderer.time_ids(height, width, len(frames)))
+        images = renderer.decode_float(latents)
+        return {
+            "text_encoders": bool(torch.isfinite(prompt_embeds).all() and torch.isfinite(pooled).all()),
+            "unet": bool(torch.isfinite(latents).all()),
+            "vae": bool(torch.isfinite(images).all()),
+        }
+
+
+def test_full_sdxl_and_full_vae_have_no_nan_in_the_dtype_serve_picks():
+    """The full SDXL architecture (sdxl-random) in the dtype `serve` picks here (auto: bf16, or fp16
+    with an fp32 VAE), the full VAE, 512²: every stage finite and the frames not blank. Random
+    weights check the dtypes and the path, not the trained VAE's fp16 overflow (the fp32 VAE in
+    fp16 is what avoids that)."""
+    import gc
+
+    from sdxl_breeder.model.loading import load_model
+    from sdxl_breeder.model.renderer import Renderer
+
+    model = load_model("sdxl-random", device="cuda")  # dtype "auto", as `serve` loads it
+    try:
+        r = Renderer(model)
+        scene = Scene(tuple(r.genome_from_prompt(p) for p in PROMPTS))
+        frames = [
+            FrameRequest(scene, x, y, FrameSettings(seed=i, width=512, height=512, blend="slerp" if i % 2 else "lerp"))
+            for i, (x, y) in enumerate([(0.0, 0.0), (1.0, 1.0), (0.5, 0.5), (0.2, 0.9)])
+        ]
+        assert stages_finite(r, frames) == {"text_encoders": True, "unet": True, "vae": True}, model.dtype
+        images = r.render(frames)
+        assert all(img.shape == (512, 512, 3) and img.std() > 0 for img in images)
+    finally:
+        del model
+        gc.collect()
+        torch.cuda.empty_cache()

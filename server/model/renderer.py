@@ -252,6 +252,11 @@ class Renderer:
     def decode_eager(self, latents: Tensor) -> Tensor:
         """Latents → uint8 images `[B, H, W, 3]` on the device, rounded as diffusers' image
         processor does. In the VAE's own dtype (fp32 when the model runs in fp16)."""
+        return (self.decode_float(latents) * 255).round().to(torch.uint8)
+
+    def decode_float(self, latents: Tensor) -> Tensor:
+        """Latents → float32 images `[B, H, W, 3]` in [0, 1] on the device (NaN stays NaN: the
+        CUDA tests look for it before the cast to uint8 would hide it)."""
         vae = self.pipe.vae
         latents = latents.to(next(self._decoder_part().parameters()).dtype)
         if self._latent_stats is not None:
@@ -263,8 +268,7 @@ class Renderer:
         # frames, so it decodes in chunks (measured in docs/benchmarks.md); GPUs take the batch.
         chunk = self.vae_chunk or latents.shape[0]
         image = torch.cat([vae.decode(part, return_dict=False)[0] for part in latents.split(chunk)])
-        image = (image / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float()
-        return (image * 255).round().to(torch.uint8)
+        return (image / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float()
 
     # ------------------------------------------------------------------ frames
     def _points(self, frames: Sequence[FrameRequest]) -> tuple[Tensor, bool | Tensor]:
