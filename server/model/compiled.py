@@ -80,6 +80,20 @@ def cache_key(renderer: Renderer, mode: str, backend: str, buckets: tuple[int, .
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
+def reset_compiled_state() -> None:
+    """Forget every compiled graph in this process (renderers compiled before recompile on their
+    next call) and the CUDA-graph trees recorded on this thread."""
+    import torch._dynamo as dynamo
+
+    dynamo.reset()
+    if torch.cuda.is_available():
+        try:
+            from torch._inductor.cudagraph_trees import reset_cudagraph_trees
+        except ImportError:  # an older torch without CUDA-graph trees
+            return
+        reset_cudagraph_trees()
+
+
 def use_eager(renderer: Renderer) -> None:
     """Back to the uncompiled stages (and no padding)."""
     renderer.use_eager()
@@ -96,13 +110,19 @@ def compile_renderer(
     mode: str | None = None,
     warmups: int = WARMUPS,
     buckets: tuple[int, ...] | None = None,
+    fresh: bool = True,
 ) -> CompileReport:
     """Compile the renderer's stages and warm every bucket at one frame size, on the calling
     thread (the render thread). On any failure it returns a report with `ok=False` and the
     renderer eager, as it was. Other frame sizes compile when first rendered. `buckets` replaces
     the default ones (every bucket up to `max_batch`): fewer buckets compile sooner, and a batch
-    is padded up to the next one."""
+    is padded up to the next one. `fresh` first drops what earlier compiles in this process left
+    (dynamo's caches and the CUDA-graph trees): one compiled renderer per process, as `serve` runs;
+    the bench compiles a second renderer, for its second VAE, on a new render thread."""
     import torch._dynamo as dynamo
+
+    if fresh:
+        reset_compiled_state()
 
     size = (width or 512, height or width or 512)
     cuda = renderer.device.type == "cuda"

@@ -325,7 +325,8 @@ class Renderer:
                 # Compiled code failed on a new shape or at run time: never take the server down.
                 cause = getattr(e, "inner_exception", None) or e  # dynamo wraps a backend's error
                 self.compile_error = f"{type(cause).__name__}: {str(cause).strip()[:300]}"
-                log.warning("compiled render failed (%s); rendering uncompiled from now on", self.compile_error)
+                log.warning("compiled render failed (%s); rendering uncompiled from now on", self.compile_error,
+                            exc_info=True)
                 self.use_eager()
                 return self.render(frames)
             out.extend(images[: len(frames) - len(out)])
