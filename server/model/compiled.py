@@ -10,8 +10,10 @@ artifacts are saved with `torch.compiler.save_cache_artifacts` and loaded on the
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,10 +90,18 @@ def reset_compiled_state() -> None:
     dynamo.reset()
     if torch.cuda.is_available():
         try:
-            from torch._inductor.cudagraph_trees import reset_cudagraph_trees
+            from torch._inductor import cudagraph_trees
         except ImportError:  # an older torch without CUDA-graph trees
             return
-        reset_cudagraph_trees()
+        # The trees keep per-thread state, set up on the thread that first imported the module;
+        # torch 2.11 asserts on any other thread (a second render thread), so set it up here.
+        if not hasattr(cudagraph_trees.local, "tree_manager_containers") and not torch._C._is_key_in_tls("tree_manager_containers"):
+            local = cudagraph_trees.local
+            local.tree_manager_containers = {}
+            local.tree_manager_locks = collections.defaultdict(threading.Lock)
+            torch._C._stash_obj_in_tls("tree_manager_containers", local.tree_manager_containers)
+            torch._C._stash_obj_in_tls("tree_manager_locks", local.tree_manager_locks)
+        cudagraph_trees.reset_cudagraph_trees()
 
 
 def use_eager(renderer: Renderer) -> None:
