@@ -1,8 +1,9 @@
 """The one test launcher for a real `sdxl-breeder serve` subprocess on loopback (Python and page tests),
-and a raw websocket client for floods."""
+a module-scoped fixture for one, a thin websocket client for pad sessions and a raw one for floods."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import select
@@ -12,13 +13,21 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import httpx
+import pytest
+import websockets
+
+from sdxl_breeder.protocol import decode_frame
+from tests.conftest import PROMPTS
 
 ROOT = Path(__file__).resolve().parent.parent
 # `python -m sdxl_breeder` from the interpreter running the tests: the installed (editable) package
 THIS_PACKAGE = (sys.executable, "-m", "sdxl_breeder")
+SIZE = 128  # the frame size Client.setup asks for unless told
+CORNERS = [{"prompt": p} for p in PROMPTS]
+TIMEOUT = 60
 
 
 def free_port() -> int:
@@ -124,6 +133,65 @@ class LiveServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def served(name: str, *extra: str) -> Any:
+    """A module-scoped fixture: one LiveServer (with `extra` serve options) for a test module's tests."""
+    @pytest.fixture(scope="module", name="server")
+    def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+        with LiveServer(tmp_path_factory.mktemp(name) / "data", *extra) as live:
+            yield live
+    return server
+
+
+class Client:
+    """A thin test client: JSON replies and binary frames, each awaited with a timeout."""
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+
+    @classmethod
+    async def connect(cls, url: str, **kw) -> Client:
+        ws = await websockets.connect(url, open_timeout=TIMEOUT, **kw)
+        c = cls(ws)
+        hello = await c.json()
+        assert hello["type"] == "hello"
+        c.hello = hello
+        return c
+
+    async def send(self, msg) -> None:
+        await self.ws.send(msg if isinstance(msg, (str, bytes)) else json.dumps(msg))
+
+    async def recv(self):
+        return await asyncio.wait_for(self.ws.recv(), TIMEOUT)
+
+    async def json(self, type_: str | None = None) -> dict:
+        while True:
+            m = await self.recv()
+            if isinstance(m, str):
+                msg = json.loads(m)
+                if type_ is None or msg["type"] == type_ or msg["type"] == "error":
+                    return msg
+
+    async def frame(self, seq: int | None = None):
+        while True:
+            m = await self.recv()
+            if isinstance(m, bytes):
+                header, jpeg = decode_frame(m)
+                if seq is None or header.seq >= seq:
+                    return header, jpeg
+
+    async def setup(self, size: int = SIZE, corners=CORNERS, **settings) -> dict:
+        await self.send({"type": "settings", "width": size, "height": size, **settings})
+        assert (await self.json("settings"))["width"] == size
+        await self.send({"type": "corners", "corners": corners})
+        reply = await self.json("corners")
+        assert reply["type"] == "corners", reply
+        await self.frame()  # the frame for the current position
+        return reply
+
+    async def close(self) -> None:
+        await self.ws.close()
 
 
 class RawWebSocket:

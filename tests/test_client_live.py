@@ -14,16 +14,13 @@ from sdxl_breeder.model.renderer import FrameRequest
 from sdxl_breeder.model.scene import Scene
 from sdxl_breeder.spec import FrameSettings
 from tests.conftest import PROMPTS, coarse_diff
-from tests.live import LiveServer
+from tests.live import LiveServer, served
 
 SIZE = 64
 TIMEOUT = 60.0
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with LiveServer(tmp_path_factory.mktemp("client") / "data") as live:
-        yield live
+server = served("client")
 
 
 def pixels(frame: Frame) -> np.ndarray:

@@ -15,17 +15,12 @@ from PIL import Image
 
 from sdxl_breeder.client import BreederClient, SyncBreederClient
 from sdxl_breeder.protocol import BroodFrameHeader, FrameHeader, decode_frame
-from tests.live import ROOT, LiveServer
-from tests.test_server import CORNERS, Client
+from tests.live import CORNERS, ROOT, Client, LiveServer, served
 
 SIZE = 64
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    live = LiveServer(tmp_path_factory.mktemp("evolve") / "data", "--max-batch", "8")
-    with live:
-        yield live
+server = served("evolve", "--max-batch", "8")
 
 
 async def pad(server: LiveServer, **kw) -> tuple[Client, list[str]]:

@@ -13,8 +13,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.live import LiveServer, RawWebSocket, wait_for
-from tests.test_server import CORNERS, TIMEOUT, Client
+from tests.live import CORNERS, TIMEOUT, Client, LiveServer, RawWebSocket, wait_for
 
 MAX_SESSIONS = 4
 WINDOW_S = 3.0  # frame-rate windows of the flood test (the flood is closed after max_over_rate_seconds)

@@ -15,73 +15,13 @@ import websockets
 from PIL import Image
 from safetensors.torch import load as load_safetensors
 
-from sdxl_breeder.protocol import decode_frame
 from sdxl_breeder.model.scene import Scene
 from tests.conftest import PROMPTS, coarse_diff
-from tests.live import LiveServer
+from tests.live import CORNERS, SIZE, TIMEOUT, Client, LiveServer, served
 from sdxl_breeder.model.renderer import FrameRequest
 from sdxl_breeder.spec import FrameSettings
 
-SIZE = 128
-CORNERS = [{"prompt": p} for p in PROMPTS]
-TIMEOUT = 60
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    live = LiveServer(tmp_path_factory.mktemp("srv") / "data", "--max-batch", "8")
-    with live:
-        yield live
-
-
-class Client:
-    """A thin test client: JSON replies and binary frames, each awaited with a timeout."""
-
-    def __init__(self, ws) -> None:
-        self.ws = ws
-
-    @classmethod
-    async def connect(cls, url: str, **kw) -> Client:
-        ws = await websockets.connect(url, open_timeout=TIMEOUT, **kw)
-        c = cls(ws)
-        hello = await c.json()
-        assert hello["type"] == "hello"
-        c.hello = hello
-        return c
-
-    async def send(self, msg) -> None:
-        await self.ws.send(msg if isinstance(msg, (str, bytes)) else json.dumps(msg))
-
-    async def recv(self):
-        return await asyncio.wait_for(self.ws.recv(), TIMEOUT)
-
-    async def json(self, type_: str | None = None) -> dict:
-        while True:
-            m = await self.recv()
-            if isinstance(m, str):
-                msg = json.loads(m)
-                if type_ is None or msg["type"] == type_ or msg["type"] == "error":
-                    return msg
-
-    async def frame(self, seq: int | None = None):
-        while True:
-            m = await self.recv()
-            if isinstance(m, bytes):
-                header, jpeg = decode_frame(m)
-                if seq is None or header.seq >= seq:
-                    return header, jpeg
-
-    async def setup(self, size: int = SIZE, corners=CORNERS, **settings) -> dict:
-        await self.send({"type": "settings", "width": size, "height": size, **settings})
-        assert (await self.json("settings"))["width"] == size
-        await self.send({"type": "corners", "corners": corners})
-        reply = await self.json("corners")
-        assert reply["type"] == "corners", reply
-        await self.frame()  # the frame for the current position
-        return reply
-
-    async def close(self) -> None:
-        await self.ws.close()
+server = served("srv", "--max-batch", "8")
 
 
 async def test_hello_names_model_limits_and_tiny_warning(server):
