@@ -37,7 +37,8 @@ from sdxl_breeder.bench.render import CpuMeter, synchronizer
 from sdxl_breeder.spec import LIMITS
 
 if TYPE_CHECKING:
-    from sdxl_breeder.bench.main import BenchOptions, Budget
+    from sdxl_breeder.bench.main import Budget
+    from sdxl_breeder.bench.options import BenchOptions
 
 BROOD_SEED = 7
 BROOD_MUTATION = 0.2  # evolve's default

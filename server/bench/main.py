@@ -39,103 +39,24 @@ import logging
 import os
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 log = logging.getLogger("sdxl_breeder.bench")
 
-from sdxl_breeder.bench.brood import check_broods, run_broods  # noqa: E402
+from sdxl_breeder.bench.brood import run_broods  # noqa: E402
 from sdxl_breeder.bench.jpeg import time_encoders  # noqa: E402
-from sdxl_breeder.bench.clients import PROMPTS, BenchError, BenchServer, _r, run_clients, run_clients_apart, summarize_clients  # noqa: E402
+from sdxl_breeder.bench.clients import PROMPTS, BenchServer, _r, run_clients, run_clients_apart, summarize_clients  # noqa: E402
 from sdxl_breeder.bench.render import (  # noqa: E402
     CpuMeter, NaiveBench, RendererBench, apply_channels_last, layout_ab, machine_info, stage_p50,
 )
 from sdxl_breeder.bench.report import format_table, per_worker, target_lines  # noqa: E402
+from sdxl_breeder.bench.options import BenchOptions  # noqa: E402
 from sdxl_breeder.engine.trace import Span  # noqa: E402
 
 JSON_VERSION = 2
 ROUNDS = 3  # naive and renderer slices alternate this many times (when they can)
-VAES = ("full", "tiny")
 JPEG_SIZE = 512
-
-
-@dataclass(frozen=True)
-class BenchOptions:
-    model: str = "tiny"
-    model_config: str | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    size: int | None = None  # None: 256 for tiny, 512 otherwise
-    vae: tuple[str, ...] = ("full",)
-    tiny_vae_path: str | None = None
-    compile: bool = False
-    compile_backend: str = "inductor"
-    compile_buckets: tuple[int, ...] | None = None  # None: every bucket up to the largest batch
-    channels_last: bool = True  # as serve runs; applied after the naive phase
-    batches: tuple[int, ...] = (1, 2, 4, 8, 16)
-    clients: tuple[int, ...] = (1, 8, 32)
-    seconds: float = 5.0
-    max_batch: int = 8
-    quality: int = 80
-    ws_deflate: bool = False  # websocket permessage-deflate; `serve` turns it off (frames are JPEG)
-    vae_chunk: int | None = None  # frames per VAE decode call; None: the renderer's default (4 on CPU)
-    budget: float | None = None  # seconds for the whole run
-    layout_ab: bool = False
-    json_path: Path | None = None
-    seed: int = 0
-    server: str | None = None  # the end-to-end phase against this running server's websocket URL
-    broods: tuple[int, ...] = ()  # brood sizes for the brood phase (none: no brood phase)
-
-    def resolved_size(self) -> int:
-        return self.size if self.size is not None else (256 if self.model == "tiny" else 512)
-
-    def command(self) -> str:
-        """The command line that repeats this run (minus --json)."""
-        parts = ["sdxl-breeder bench", f"--model {self.model}", f"--device {self.device}", f"--dtype {self.dtype}",
-                 f"--size {self.resolved_size()}", f"--vae {','.join(self.vae)}"]
-        if self.tiny_vae_path:
-            parts.append(f"--tiny-vae-path {self.tiny_vae_path}")
-        if self.compile:
-            parts.append("--compile" + ("" if self.compile_backend == "inductor" else f" --compile-backend {self.compile_backend}"))
-            if self.compile_buckets:
-                parts.append(f"--compile-buckets {','.join(map(str, self.compile_buckets))}")
-        if not self.channels_last:
-            parts.append("--no-channels-last")
-        parts += [f"--batches {','.join(map(str, self.batches))}", f"--clients {','.join(map(str, self.clients))}",
-                  f"--seconds {self.seconds:g}", f"--max-batch {self.max_batch}"]
-        if self.ws_deflate:
-            parts.append("--ws-deflate")
-        if self.vae_chunk is not None:
-            parts.append(f"--vae-chunk {self.vae_chunk}")
-        if self.budget is not None:
-            parts.append(f"--budget {self.budget:g}")
-        if self.layout_ab:
-            parts.append("--layout-ab")
-        if self.server is not None:
-            parts.append(f"--server {self.server}")
-        if self.broods:
-            parts.append(f"--broods {','.join(map(str, self.broods))}")
-        return " ".join(parts)
-
-    def check(self) -> None:
-        if self.seconds <= 0:
-            raise BenchError("--seconds must be positive")
-        if not self.batches or min(self.batches) < 1:
-            raise BenchError("--batches: give positive batch sizes, e.g. 1,2,4,8")
-        if not self.clients or min(self.clients) < 1:
-            raise BenchError("--clients: give positive client counts, e.g. 1,8")
-        if not 1 <= self.max_batch <= 64:
-            raise BenchError("--max-batch must be within [1, 64]")
-        if self.vae_chunk is not None and self.vae_chunk < 0:
-            raise BenchError("--vae-chunk must be 0 (off) or a positive number of frames")
-        if not self.vae or any(v not in VAES for v in self.vae) or len(set(self.vae)) != len(self.vae):
-            raise BenchError(f"--vae: a list of {', '.join(VAES)}, e.g. full,tiny")
-        if "full" in self.vae and self.vae[0] != "full":
-            raise BenchError("--vae: list full first (the model loads with its own VAE), e.g. full,tiny")
-        if self.budget is not None and self.budget <= 0:
-            raise BenchError("--budget must be a positive number of seconds")
-        check_broods(self.broods)
 
 
 def say(msg: str) -> None:
@@ -340,7 +261,7 @@ def _run_vae(opts: BenchOptions, model: Any, vae: str, first: bool, budget: Budg
 # --------------------------------------------------------------------------- the run
 def run_bench(opts: BenchOptions, json_path: Path | None = None) -> dict[str, Any]:
     """All phases; with `json_path` the results are written there after every phase."""
-    from sdxl_breeder.model.loading import build_tiny_vae, load_model
+    from sdxl_breeder.model.loading import build_tiny_vae
 
     opts.check()
     started = time.perf_counter()
@@ -349,8 +270,7 @@ def run_bench(opts: BenchOptions, json_path: Path | None = None) -> dict[str, An
     t = time.perf_counter()
     # Loaded contiguous: the naive baseline is the stock pipeline as the original breeder ran it;
     # channels_last (serve's default) is applied after the naive phase.
-    model = load_model(opts.model, opts.device, opts.dtype, opts.seed, vae=opts.vae[0], tiny_vae_path=opts.tiny_vae_path,
-                       channels_last=False, model_config=opts.model_config)
+    model = opts.load(opts.seed, vae=opts.vae[0], tiny_vae_path=opts.tiny_vae_path, channels_last=False)
     if model.warning:
         say(f"[bench] note: {model.warning}")
     result: dict[str, Any] = {

@@ -87,7 +87,6 @@ class RenderWorker:
     def __init__(self, gallery: DeploymentHandle, opts: ServeOptions, max_sessions: int) -> None:
         import torch
 
-        from sdxl_breeder.model.loading import load_model
         from sdxl_breeder.model.renderer import Renderer
         from sdxl_breeder.web.serve import compile_renderer
         from sdxl_breeder.web.service import Breeder
@@ -95,7 +94,7 @@ class RenderWorker:
         self.worker = serve.get_replica_context().replica_id.unique_id
         if opts.threads is not None:
             torch.set_num_threads(opts.threads)
-        model = load_model(opts.model, opts.device, opts.dtype, model_config=opts.model_config)
+        model = opts.load()
         self.renderer = Renderer(model)
         self.loop = RenderLoop(self.renderer, max_batch=opts.max_batch)
         self.gallery = gallery

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from sdxl_breeder.model.checkpoint import looks_like_single_file
+from sdxl_breeder.model.options import VAES
 from sdxl_breeder.model.tokenizer import tiny_tokenizers
 
 log = logging.getLogger("sdxl_breeder.models")
@@ -31,7 +32,6 @@ SDXL_RANDOM = "sdxl-random"
 AUTO = "auto"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = {"auto": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-VAES = ("full", "tiny")  # the pipeline's own AutoencoderKL, or AutoencoderTiny (TAESDXL)
 TAESDXL = "madebyollin/taesdxl"
 
 TINY_WARNING = (

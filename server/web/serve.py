@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sdxl_breeder.model.options import ModelOptions
+
 if TYPE_CHECKING:
     from sdxl_breeder.engine.loop import RenderLoop
     from sdxl_breeder.model.renderer import Renderer
@@ -24,11 +26,9 @@ HEAD_TIMEOUT_S = 10  # to send a request's line and headers
 
 
 @dataclass(frozen=True)
-class ServeOptions:
-    model: str = "auto"
-    model_config: str | None = None
-    device: str = "auto"
-    dtype: str = "auto"
+class ServeOptions(ModelOptions):
+    """The model to load (ModelOptions) and how to serve it."""
+
     host: str = "127.0.0.1"
     port: int = 8000
     max_batch: int = 8
@@ -157,7 +157,6 @@ def serve(opts: ServeOptions) -> None:
     from sdxl_breeder.web.app import create_app
     from sdxl_breeder.web.security import Security, redact_access_log
     from sdxl_breeder.engine.loop import RenderLoop
-    from sdxl_breeder.model.loading import load_model
     from sdxl_breeder.protocol import Limits
     from sdxl_breeder.model.renderer import Renderer
     from sdxl_breeder.web.service import Breeder
@@ -182,7 +181,7 @@ def serve(opts: ServeOptions) -> None:
     sock = bind(opts.host, opts.port)
     log.info("loading model %s …", opts.model)
     try:
-        model = load_model(opts.model, opts.device, opts.dtype, model_config=opts.model_config)
+        model = opts.load()
     except BaseException:
         sock.close()
         raise
