@@ -12,7 +12,7 @@ from sdxl_breeder.spec import BLEND_MODES
 
 
 def _walk(args: argparse.Namespace) -> None:
-    from sdxl_breeder.walks.paths import Walk, scripted_walk
+    from sdxl_breeder.walks.walkfile import Walk, scripted_walk
     from sdxl_breeder.walks.render import check_video_out, stream_walk_video
 
     walk = scripted_walk(args.path, args.corners, seconds=args.seconds, fps=args.fps, template=args.template,
@@ -69,7 +69,8 @@ def add_walk(sub: argparse._SubParsersAction) -> None:
 
 def _render_walk(args: argparse.Namespace) -> None:
     from sdxl_breeder.model.renderer import Renderer
-    from sdxl_breeder.walks.paths import Walk, WalkError
+    from sdxl_breeder.walks.paths import WalkError
+    from sdxl_breeder.walks.walkfile import Walk
     from sdxl_breeder.walks.render import check_video_out, write_walk_video
 
     walk = Walk.load(args.file)
