@@ -214,3 +214,12 @@ def test_bench_cuda_without_a_gpu_is_a_clean_error(capsys):
     code = main(["bench", "--model", "tiny", "--device", "cuda", "--size", "64", "--batches", "1", "--clients", "1", "--seconds", "1"])
     assert code == 2
     assert "CUDA" in capsys.readouterr().err
+
+
+def test_repeat_command_keeps_the_model_config():
+    """The command recorded in the JSON repeats the run: a single-file model needs its configs."""
+    from sdxl_breeder.bench.options import BenchOptions
+
+    cmd = BenchOptions(model="turbo.safetensors", model_config="/models/sdxl-turbo").command()
+    assert "--model turbo.safetensors" in cmd and "--model-config /models/sdxl-turbo" in cmd
+    assert "--model-config" not in BenchOptions(model="tiny").command()

@@ -34,6 +34,7 @@ import torch
 
 from sdxl_breeder.bench.clients import FRAME_TIMEOUT_S, PROMPTS, BenchError, BenchServer, _r
 from sdxl_breeder.bench.render import CpuMeter, synchronizer
+from sdxl_breeder.bench.report import ROUNDS, say
 from sdxl_breeder.spec import LIMITS
 
 if TYPE_CHECKING:
@@ -43,11 +44,6 @@ if TYPE_CHECKING:
 BROOD_SEED = 7
 BROOD_MUTATION = 0.2  # evolve's default
 FRAME_SEED = 0  # a session's default settings.seed: the noise every child is drawn with
-ROUNDS = 3  # the engine and the naive pipeline alternate this many times
-
-
-def say(msg: str) -> None:
-    print(msg, flush=True)
 
 
 def check_broods(counts: tuple[int, ...]) -> None:

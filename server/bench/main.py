@@ -50,17 +50,12 @@ from sdxl_breeder.bench.clients import PROMPTS, BenchServer, _r, run_clients, ru
 from sdxl_breeder.bench.render import (  # noqa: E402
     CpuMeter, NaiveBench, RendererBench, apply_channels_last, layout_ab, machine_info, stage_p50,
 )
-from sdxl_breeder.bench.report import format_table, per_worker, target_lines  # noqa: E402
+from sdxl_breeder.bench.report import ROUNDS, format_table, per_worker, say, target_lines  # noqa: E402
 from sdxl_breeder.bench.options import BenchOptions  # noqa: E402
 from sdxl_breeder.engine.trace import Span  # noqa: E402
 
 JSON_VERSION = 2
-ROUNDS = 3  # naive and renderer slices alternate this many times (when they can)
 JPEG_SIZE = 512
-
-
-def say(msg: str) -> None:
-    print(msg, flush=True)
 
 
 def _busy(row: dict[str, Any]) -> str:

@@ -43,6 +43,8 @@ class BenchOptions(ModelOptions):
         """The command line that repeats this run (minus --json)."""
         parts = ["sdxl-breeder bench", f"--model {self.model}", f"--device {self.device}", f"--dtype {self.dtype}",
                  f"--size {self.resolved_size()}", f"--vae {','.join(self.vae)}"]
+        if self.model_config:
+            parts.append(f"--model-config {self.model_config}")
         if self.tiny_vae_path:
             parts.append(f"--tiny-vae-path {self.tiny_vae_path}")
         if self.compile:

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+ROUNDS = 3  # the measured sides of a comparison (naive vs renderer, naive vs brood) alternate this many times
+
+
+def say(msg: str) -> None:
+    """One line of the bench's progress, shown at once."""
+    print(msg, flush=True)
+
 CPU_OVERHEAD_MS = 3.0
 GPU_FPS = {"full": 60.0, "tiny": 150.0}
 GPU_LATENCY_MS = 40.0
