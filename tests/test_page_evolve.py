@@ -25,8 +25,10 @@ def test_a_brood_survivors_kept_the_next_generation_and_the_line_back(open_pad: 
     pad.wait("document.querySelectorAll('[data-testid=gallery-item]').length >= 2")
     items = page.get_by_test_id("gallery-item")
     a, b = items.nth(0).get_attribute("data-id"), items.nth(1).get_attribute("data-id")
-    items.nth(0).get_by_test_id("gallery-select").check()
-    items.nth(1).get_by_test_id("gallery-select").check()
+    # By id: the corners' genomes are stored as the page starts, and the newest-first gallery can
+    # re-order between reading the ids and clicking.
+    for genome in (a, b):
+        page.locator(f"[data-testid=gallery-item][data-id='{genome}']").get_by_test_id("gallery-select").check()
     page.get_by_test_id("evolve-add-selected").click()
     expect(page.get_by_test_id("evolve-parent")).to_have_count(2)
     page.get_by_test_id("evolve-seed").fill("7")
