@@ -65,8 +65,13 @@ async def test_one_render_is_shared_and_then_served_from_the_folder(tmp_path):
     assert await cache.get(s, render) == cache.path(s) and render.calls == 1
     assert registry.get_sample_value("breeder_video_renders_total") == 1
     assert registry.get_sample_value("breeder_video_cache_hits_total") == 1
-    # another fps, size or walk is another video
-    assert len({spec().key, spec(fps=5).key, spec(width=128).key, spec(walk={**WALK, "seed": 1}).key}) == 4
+    # another fps, size, walk or format is another video
+    gif = VideoSpec(s.walk_id, s.walk, s.model, s.fps, s.width, s.height, s.frames, "gif")
+    assert len({spec().key, spec(fps=5).key, spec(width=128).key, spec(walk={**WALK, "seed": 1}).key, gif.key}) == 5
+    assert cache.path(gif).suffix == ".gif" and cache.status(gif)["status"] == "none"
+    assert cache.status(gif)["video_url"] == "/api/walks/0123456789abcdef/video.gif?fps=4&width=64&height=64"
+    with pytest.raises(ValueError, match="unknown video format 'avi'"):
+        VideoSpec(s.walk_id, s.walk, s.model, s.fps, s.width, s.height, s.frames, "avi")
 
 
 async def test_a_client_leaving_does_not_stop_the_render(tmp_path):

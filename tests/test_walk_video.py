@@ -4,11 +4,14 @@ answered with HEAD, Range (206) and ETag (304); a render job with progress; a re
 
 from __future__ import annotations
 
+import io
 import time
 from typing import Any, Iterator
 
 import httpx
+import numpy as np
 import pytest
+from PIL import Image
 
 from sdxl_breeder.walks.walkfile import scripted_walk
 from sdxl_breeder.walks.video import probe
@@ -107,6 +110,63 @@ def test_bad_video_requests_are_refused_at_the_door(server, query, status, code)
         r = httpx.request(method, f"{server.http}/api/walks/{wid}/{path}?{query}", timeout=TIMEOUT)
         assert r.status_code == status and r.json()["code"] == code, r.text
     assert httpx.get(f"{server.http}/api/walks/0000000000000000/video.mp4", timeout=TIMEOUT).status_code == 404
+    assert renders(server) == before
+
+
+def test_a_gif_renders_once_from_its_job_and_decodes_back(server):
+    wid = store_walk(server, seconds=2.0, seed=4)
+    before = renders(server)
+    started = httpx.post(f"{server.http}/api/walks/{wid}/video?format=gif&fps=6&width=128&height=64", timeout=TIMEOUT)
+    assert started.status_code == 202, started.text
+    job = started.json()
+    assert (job["format"], job["frames_total"], job["width"], job["height"]) == ("gif", 12, 128, 64)
+    assert job["status_url"] == f"/api/walks/{wid}/video?fps=6&width=128&height=64&format=gif"
+    assert job["video_url"] == f"/api/walks/{wid}/video.gif?fps=6&width=128&height=64"
+    deadline = time.monotonic() + TIMEOUT
+    while job["status"] == "rendering":
+        assert time.monotonic() < deadline, "the GIF did not finish"
+        time.sleep(0.05)
+        job = httpx.get(server.http + job["status_url"], timeout=TIMEOUT).json()
+    assert job["status"] == "done" and job["frames_done"] == 12, job
+    gif = httpx.get(server.http + job["video_url"], timeout=TIMEOUT)
+    assert gif.status_code == 200 and gif.headers["content-type"] == "image/gif" and gif.content[:6] == b"GIF89a"
+    assert gif.headers["content-disposition"] == f'inline; filename="walk-{wid}.gif"'
+    with Image.open(io.BytesIO(gif.content)) as image:
+        assert image.size == (128, 64) and image.n_frames == 12 and image.info["loop"] == 0
+        delays = []
+        for i in range(image.n_frames):
+            image.seek(i)
+            delays.append(image.info["duration"])
+            frame = np.asarray(image.convert("RGB"))
+            assert frame.std() > 1  # a picture, not a blank frame
+    assert sum(delays) == pytest.approx(2000, abs=20)  # 12 frames at 6 fps play for 2 s
+    # served like the MP4: HEAD and Range from the file, and the MP4 of the same walk is another video
+    head = httpx.head(server.http + job["video_url"], timeout=TIMEOUT)
+    assert head.status_code == 200 and int(head.headers["content-length"]) == len(gif.content) == job["bytes"]
+    part = httpx.get(server.http + job["video_url"], headers={"Range": "bytes=0-5"}, timeout=TIMEOUT)
+    assert part.status_code == 206 and part.content == b"GIF89a"
+    assert renders(server) == before + 1
+    mp4 = httpx.get(f"{server.http}/api/walks/{wid}/video?fps=6&width=128&height=64", timeout=TIMEOUT).json()
+    assert (mp4["format"], mp4["status"]) == ("mp4", "none") and mp4["video_url"].startswith(f"/api/walks/{wid}/video.mp4?")
+
+
+@pytest.mark.parametrize(("path", "status", "code", "says"), [
+    ("video?format=avi", 400, "bad_value", "format must be one of mp4, gif"),
+    ("video?format=gif&fps=60", 400, "bad_value", "max_gif_fps"),
+    ("video.gif?fps=60", 400, "bad_value", "max_gif_fps"),
+    ("video.gif?width=100", 400, "bad_value", "width must be a multiple of 64"),
+    ("video?format=gif&fps=12", 413, "too_large", "max_gif_frames"),  # 70 s × 12 fps = 840 frames: over 600
+    ("video.gif?fps=12", 413, "too_large", "max_gif_frames"),
+])
+def test_bad_gif_requests_are_refused_and_change_nothing(server, path, status, code, says):
+    wid = store_walk(server, seconds=70.0, seed=2)
+    before = renders(server)
+    for method in ("GET", "POST") if path.startswith("video?") else ("GET",):  # the job, or the file
+        r = httpx.request(method, f"{server.http}/api/walks/{wid}/{path}", timeout=TIMEOUT)
+        assert r.status_code == status and r.json()["code"] == code and says in r.json()["message"], r.text
+    assert httpx.get(f"{server.http}/api/walks/{wid}/video.avi", timeout=TIMEOUT).status_code == 404
+    # the same walk as an MP4 at that rate is fine: its limit is max_video_frames
+    assert httpx.get(f"{server.http}/api/walks/{wid}/video?fps=12", timeout=TIMEOUT).json()["status"] == "none"
     assert renders(server) == before
 
 

@@ -1,5 +1,5 @@
-"""Rendered walk videos, kept as files in the data dir: each (walk, model, fps, size) renders once,
-in one job that every request for it shares, and is then served like any file.
+"""Rendered walk videos, kept as files in the data dir: each (walk, model, fps, size, format)
+renders once, in one job that every request for it shares, and is then served like any file.
 
 The folder is bounded by MAX_VIDEO_CACHE_BYTES (the least recently used videos go first) and at
 most MAX_VIDEO_JOBS videos render at once, since they share the render loop with live pads.
@@ -21,12 +21,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 log = logging.getLogger("sdxl_breeder.videos")
 
-MAX_VIDEO_CACHE_BYTES = 1 << 30  # 1 GiB of MP4s in DATA_DIR/videos
+MAX_VIDEO_CACHE_BYTES = 1 << 30  # 1 GiB of MP4s and GIFs in DATA_DIR/videos
 MAX_VIDEO_JOBS = 2  # videos rendering at the same time
 RENDER_VERSION = 1  # part of every key: bump it when the same walk would render other frames
+MEDIA_TYPES = {"mp4": "video/mp4", "gif": "image/gif"}  # the formats a server renders walks to
 
 Progress = Callable[[int], None]  # called with the number of frames written so far
-RenderVideo = Callable[[Path, Progress], Awaitable[None]]  # writes the MP4 at the path (atomically)
+RenderVideo = Callable[[Path, Progress], Awaitable[None]]  # writes the video at the path (atomically; its suffix names the format)
 
 
 class VideoBusy(RuntimeError):
@@ -44,15 +45,24 @@ class VideoSpec:
     width: int
     height: int
     frames: int
+    format: str = "mp4"  # a key of MEDIA_TYPES
+
+    def __post_init__(self) -> None:
+        if self.format not in MEDIA_TYPES:
+            raise ValueError(f"unknown video format {self.format!r}; choose one of {', '.join(MEDIA_TYPES)}")
 
     @property
     def key(self) -> str:
-        text = json.dumps([RENDER_VERSION, self.walk, self.model, self.fps, self.width, self.height], sort_keys=True)
+        text = json.dumps([RENDER_VERSION, self.walk, self.model, self.fps, self.width, self.height, self.format], sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     @property
     def query(self) -> str:
         return f"fps={self.fps:g}&width={self.width}&height={self.height}"
+
+    @property
+    def filename(self) -> str:
+        return f"walk-{self.walk_id}.{self.format}"
 
 
 @dataclass
@@ -66,11 +76,12 @@ class VideoJob:
 
     def to_json(self) -> dict[str, Any]:
         s = self.spec
+        job_query = s.query if s.format == "mp4" else f"{s.query}&format={s.format}"
         return {
             "walk": s.walk_id, "status": self.status, "frames_done": self.frames_done, "frames_total": s.frames,
-            "fps": s.fps, "width": s.width, "height": s.height, "error": self.error,
-            "status_url": f"/api/walks/{s.walk_id}/video?{s.query}",
-            "video_url": f"/api/walks/{s.walk_id}/video.mp4?{s.query}",
+            "format": s.format, "fps": s.fps, "width": s.width, "height": s.height, "error": self.error,
+            "status_url": f"/api/walks/{s.walk_id}/video?{job_query}",
+            "video_url": f"/api/walks/{s.walk_id}/video.{s.format}?{s.query}",
         }
 
 
@@ -88,7 +99,7 @@ class VideoCache:
             self._metrics(registry)
         except ValueError:  # another cache counts into this registry already (the bench builds apps on one loop)
             self._metrics(CollectorRegistry())
-        self.size.set(sum(f.stat().st_size for f in self.folder.glob("*.mp4")))
+        self.size.set(sum(f.stat().st_size for f in self._files()))
 
     def _metrics(self, registry: CollectorRegistry | None) -> None:
         self.renders = Counter("breeder_video_renders", "Walk videos rendered (a cached video is not rendered again)", registry=registry)
@@ -96,7 +107,10 @@ class VideoCache:
         self.size = Gauge("breeder_video_cache_bytes", "Bytes of rendered walk videos kept", registry=registry)
 
     def path(self, spec: VideoSpec) -> Path:
-        return self.folder / f"{spec.key}.mp4"
+        return self.folder / f"{spec.key}.{spec.format}"
+
+    def _files(self) -> list[Path]:
+        return [f for fmt in MEDIA_TYPES for f in self.folder.glob(f"*.{fmt}")]
 
     def cached(self, spec: VideoSpec) -> Path | None:
         """The rendered file, or None; counts as a use (and a hit) when it is there."""
@@ -157,13 +171,13 @@ class VideoCache:
         job.status, job.frames_done = "done", job.spec.frames
         self.renders.inc()
         self._used[job.spec.key] = time.time()
-        log.info("rendered walk %s video (%d frames, %d×%d, fps %g) in %.1f s", job.spec.walk_id, job.spec.frames,
-                 job.spec.width, job.spec.height, job.spec.fps, time.monotonic() - t)
+        log.info("rendered walk %s %s (%d frames, %d×%d, fps %g) in %.1f s", job.spec.walk_id, job.spec.format.upper(),
+                 job.spec.frames, job.spec.width, job.spec.height, job.spec.fps, time.monotonic() - t)
         self._evict(keep=out)
         return out
 
     def _evict(self, keep: Path) -> None:
-        files = [(f, f.stat()) for f in self.folder.glob("*.mp4")]
+        files = [(f, f.stat()) for f in self._files()]
         total = sum(st.st_size for _, st in files)
         for f, st in sorted(files, key=lambda fs: self._used.get(fs[0].stem, fs[1].st_mtime)):
             if total <= self.max_bytes:

@@ -21,11 +21,12 @@ import numpy as np
 from PIL import Image
 
 from sdxl_breeder.files import new_file_mode
+from sdxl_breeder.spec import LIMITS
 
 VIDEO_FORMATS = ("mp4", "gif", "png")
 PNG_NAME = "frame_{:05d}.png"
 _PNG_RE = re.compile(r"frame_\d{5,}\.png")
-MAX_GIF_FPS = 50.0  # GIF delays are whole 1/100 s; browsers slow anything shorter than 2/100 s
+MAX_GIF_FPS = LIMITS.max_gif_fps  # GIF delays are whole 1/100 s; browsers slow anything shorter than 2/100 s
 _BT709 = 1  # AVCOL_SPC/PRI/TRC_BT709 and AVCOL_RANGE_MPEG share the value 1 in FFmpeg
 
 Frame = Image.Image | np.ndarray

@@ -219,18 +219,22 @@ def create_app(
     async def get_walk(request: Request) -> Response:
         return JSONResponse(await breeder.walk_info(_walk_id(request)))
 
-    async def video_spec(request: Request) -> VideoSpec:
+    async def video_spec(request: Request, fmt: str) -> VideoSpec:
         wid = _walk_id(request)
         fps = _query_number(request, "fps", 12.0, 1.0, limits.max_fps)
         width = _query_int(request, "width", 0, limits.min_size, limits.max_size) or None
         height = _query_int(request, "height", 0, limits.min_size, limits.max_size) or None
-        return await videos.spec(wid, fps, width, height)
+        return await videos.spec(wid, fps, width, height, fmt)
 
-    async def walk_video(request: Request) -> Response:
-        return await videos.file(await video_spec(request), request.headers)
+    async def walk_mp4(request: Request) -> Response:
+        return await videos.file(await video_spec(request, "mp4"), request.headers)
+
+    async def walk_gif(request: Request) -> Response:
+        return await videos.file(await video_spec(request, "gif"), request.headers)
 
     async def walk_video_job(request: Request) -> Response:
-        return videos.job(await video_spec(request), start=request.method == "POST")
+        fmt = request.query_params.get("format") or "mp4"
+        return videos.job(await video_spec(request, fmt), start=request.method == "POST")
 
     # ------------------------------------------------------------------ service
     async def healthz(request: Request) -> Response:
@@ -272,7 +276,8 @@ def create_app(
         Route("/api/walks", create_walk, methods=["POST"]),
         Route("/api/walks", list_walks, methods=["GET"]),
         Route("/api/walks/{walk_id}", get_walk),
-        Route("/api/walks/{walk_id}/video.mp4", walk_video),  # GET, and HEAD with it
+        Route("/api/walks/{walk_id}/video.mp4", walk_mp4),  # GET, and HEAD with it
+        Route("/api/walks/{walk_id}/video.gif", walk_gif),
         Route("/api/walks/{walk_id}/video", walk_video_job, methods=["GET", "POST"]),
         WebSocketRoute("/ws", websocket),
         Mount("/", StaticFiles(directory=PAGE_DIR, html=True), name="static"),

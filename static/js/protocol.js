@@ -26,6 +26,8 @@ export const Limits = Object.freeze({
   max_video_jobs: 2,
   max_video_cache_bytes: 2 ** 30,
   max_video_frames: 3600,
+  max_gif_frames: 600,
+  max_gif_fps: 50.0,
   max_brood_children: 16,
   max_brood_parents: 4,
   max_brood_mutation: 1.0,
