@@ -46,7 +46,7 @@ class Limits:
     max_video_jobs: int = 2  # walk videos rendering at once (they share the loop with live pads); over it: 429
     max_video_cache_bytes: int = 1 << 30  # rendered walk videos kept in DATA_DIR/videos; least recently used go first
     max_video_frames: int = 3600  # frames one GET /api/walks/{id}/video.mp4 may render; over it: 413
-    max_gif_frames: int = 600  # frames one GET /api/walks/{id}/video.gif may render (GIFs are ~10× an MP4); over it: 413
+    max_gif_frames: int = 600  # frames one GET /api/walks/{id}/video.gif may render (a GIF is many times the bytes of the same MP4); over it: 413
     max_gif_fps: float = 50.0  # GIF delays are whole 1/100 s and browsers slow anything under 2/100 s; over it: 400
     max_brood_children: int = 16  # children in one brood (evolve.count)
     max_brood_parents: int = 4

@@ -133,7 +133,7 @@ async def walk_video(walk: Walk, source: FrameSource, out: str | Path, *, fps: f
                      max_frames: int = MAX_WALK_FRAMES, progress: bool = False,
                      frames_done: Callable[[int], None] | None = None) -> dict[str, object]:
     """Render the walk into `out` (.mp4, .gif or a folder of PNGs): the one path from a walk to a
-    video, for `render-walk`, `walk` and GET /api/walks/{id}/video.mp4.
+    video, for `render-walk`, `walk` and GET /api/walks/{id}/video.mp4 (and .gif).
 
     Returns {"frames", "path", "note", "width", "height", "fps"}; `note` says how the encoder
     changed the size (odd sizes in MP4), else None. Nothing is written unless the checks pass.

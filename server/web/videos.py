@@ -74,7 +74,7 @@ class WalkVideos:
         return JSONResponse(status, status_code=202, headers={"Location": status["status_url"]})
 
     def _frame_limit(self, fmt: str) -> tuple[str, int]:
-        """The limit on one video's frames in `fmt`: its name and value (a GIF is ~10× an MP4's bytes)."""
+        """The limit on one video's frames in `fmt`: its name and value (a GIF is many times the bytes of the same MP4)."""
         name = "max_gif_frames" if fmt == "gif" else "max_video_frames"
         return name, getattr(self.service.limits, name)
 

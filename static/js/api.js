@@ -56,9 +56,9 @@ async function call(path, { method = "GET", body } = {}) {
 const gid = (id) => encodeURIComponent(id);
 export const thumbUrl = (id) => withToken(`/api/genomes/${gid(id)}/thumbnail.jpg`);
 export const nokenUrl = (id) => withToken(`/api/genomes/${gid(id)}/embedding.safetensors`);
-/** A walk's video; `size` null renders it at the size it was recorded at. */
-export const videoUrl = (walkId, fps = 12, size = null) =>
-  withToken(`/api/walks/${gid(walkId)}/video.mp4?fps=${fps}` + (size ? `&width=${size}&height=${size}` : ""));
+/** A walk video's render job (POST starts it, GET reports progress); `size` null keeps the walk's size. */
+export const videoJobPath = (walkId, { format = "mp4", fps = 12, size = null } = {}) =>
+  `/api/walks/${gid(walkId)}/video?format=${format}&fps=${fps}` + (size ? `&width=${size}&height=${size}` : "");
 
 export const listGenomes = () => api("/api/genomes?limit=200").then((d) => d.genomes);
 export const deleteGenome = (id) => api(`/api/genomes/${gid(id)}`, { method: "DELETE" });

@@ -6,6 +6,7 @@ import { api, wsUrl } from "./api.js";
 import { Corners } from "./corners.js";
 import { $ } from "./dom.js";
 import { Evolve } from "./evolve.js";
+import { Exporter } from "./exporter.js";
 import { GalleryPanel } from "./gallery-panel.js";
 import { Lineage } from "./lineage.js";
 import { Pad } from "./pad.js";
@@ -28,7 +29,8 @@ const readouts = new Readouts(session.connection);
 const settings = new Settings({ session });
 const panel = new GalleryPanel({ session, limits: () => limits, useAsCorner: (i, id) => corners.useGenome(i, id) });
 const corners = new Corners({ session, gallery: panel.gallery, limits: () => limits });
-const recorder = new Recorder({ session, sizes: () => P.sizeChoices(limits) });
+const exporter = new Exporter({ sizes: () => P.sizeChoices(limits), limits: () => limits });
+const recorder = new Recorder({ session, exporter });
 const pad = new Pad({ root: $("pad"), canvas: $("frame"), cursor: $("cursor"), onMove: (x, y) => {
   showPosition(x, y);
   stream.moveTo(x, y);
