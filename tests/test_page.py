@@ -90,6 +90,18 @@ class Pad:
         self.wait("(() => { const h = breeder.lastHeader, s = breeder.state;"
                   " return h && h.seq === s.seq && h.x === s.x && h.y === s.y })()")
 
+    def record_walk(self, keys: tuple[str, ...] = ("ArrowDown", "ArrowRight", "ArrowUp")) -> None:
+        """Record a short walk, one settled frame per key, until the export row shows."""
+        self.settled()
+        record = self.page.get_by_test_id("record")
+        record.click()
+        expect(record).to_have_attribute("aria-pressed", "true")
+        for key in keys:
+            self.page.get_by_test_id("pad").press(key)
+            self.settled()
+        record.click()
+        expect(self.page.get_by_test_id("export")).to_be_visible()
+
 
 @pytest.fixture
 def open_pad(browser: Any, server: PadServer, request: pytest.FixtureRequest) -> Iterator[Any]:
@@ -281,18 +293,10 @@ def test_keep_record_and_delete(pad: Pad) -> None:
     kept = items.first
     expect(kept.get_by_test_id("lineage")).to_contain_text("kept from")
     kept_id = kept.get_attribute("data-id")
-    # record a short walk, then export it
-    record = page.get_by_test_id("record")
-    record.click()
-    expect(record).to_have_attribute("aria-pressed", "true")
-    for key in ("ArrowDown", "ArrowDown", "ArrowLeft"):
-        page.get_by_test_id("pad").press(key)
-        pad.settled()
-    record.click()
-    expect(record).to_have_attribute("aria-pressed", "false")
-    export = page.get_by_test_id("export")
-    expect(export).to_be_visible()
-    expect(export).to_have_text("⬇ Export MP4")  # tests/test_page_export.py exports it
+    # record a short walk: the export row appears (tests/test_page_export.py exports it)
+    pad.record_walk(("ArrowDown", "ArrowDown", "ArrowLeft"))
+    expect(page.get_by_test_id("record")).to_have_attribute("aria-pressed", "false")
+    expect(page.get_by_test_id("export")).to_have_text("⬇ Export MP4")
     # delete, with a confirmation dialog: cancel keeps it, confirm deletes it
     kept.get_by_test_id("delete").click()
     dialog = page.get_by_test_id("confirm-dialog")

@@ -33,19 +33,6 @@ WATCH = """() => {
 }"""
 
 
-def record_walk(pad: Pad) -> None:
-    page = pad.page
-    pad.settled()
-    record = page.get_by_test_id("record")
-    record.click()
-    expect(record).to_have_attribute("aria-pressed", "true")
-    for key in ("ArrowDown", "ArrowRight", "ArrowUp"):
-        page.get_by_test_id("pad").press(key)
-        pad.settled()
-    record.click()
-    expect(page.get_by_test_id("export")).to_be_visible()
-
-
 def export(pad: Pad, video_posts: list[str]) -> tuple[bytes, str, list[dict[str, Any]]]:
     """Click Export twice at once; the downloaded file, its name, and the states the row showed."""
     page = pad.page
@@ -78,7 +65,7 @@ def test_export_shows_progress_to_the_end_then_downloads_the_mp4_and_the_gif(pad
     page = pad.page
     video_posts: list[str] = []
     page.on("request", lambda r: r.method == "POST" and "/video?" in r.url and video_posts.append(r.url))
-    record_walk(pad)
+    pad.record_walk()
     button = page.get_by_test_id("export")
     expect(button).to_have_text("⬇ Export MP4")
     page.get_by_test_id("export-fps").select_option("6")
@@ -118,7 +105,7 @@ def test_a_busy_server_is_said_plainly_and_the_export_can_be_tried_again(browser
             pad.page.set_default_timeout(TIMEOUT_MS)
             pad.page.goto(live.url + "/")
             pad.wait("window.breeder && window.breeder.framesShown > 0")
-            record_walk(pad)
+            pad.record_walk()
             pad.page.get_by_test_id("export").click()
             progress = pad.page.get_by_test_id("export-progress")
             expect(progress).to_have_attribute("data-state", "busy")
