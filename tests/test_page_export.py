@@ -13,7 +13,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from sdxl_breeder.walks.paths import scripted_walk
+from sdxl_breeder.walks.walkfile import scripted_walk
 from tests.live import LiveServer
 from tests.test_page import TIMEOUT_MS, Pad, browser, open_pad, pad, server, sync_api  # noqa: F401 — the page tests' fixtures
 
